@@ -1,0 +1,28 @@
+# The two set-up commands of the README:
+#   make sample   install, build the sample issue, dry-send it to subscribers/sample.csv (outbox)
+#   make test     install everything the tests need, then run the whole test suite
+.PHONY: sample test lint bench golden
+
+sample:
+	@scripts/setup
+	.venv/bin/newsletter build issues/2019-09.yaml
+	.venv/bin/newsletter send issues/2019-09.yaml --list sample --backend outbox --dry-run --yes
+
+test:
+	@scripts/setup-test
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/mypy
+	.venv/bin/pytest -q
+
+lint:
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/mypy
+
+bench:
+	.venv/bin/python benchmarks/bench_build.py
+	.venv/bin/python benchmarks/bench_send.py
+	.venv/bin/python benchmarks/bench_events.py
+
+golden:
+	NEWSLETTER_REFRESH_GOLDEN=1 .venv/bin/pytest -q tests/test_golden.py

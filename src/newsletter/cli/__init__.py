@@ -1,0 +1,89 @@
+"""The `newsletter` command line: a thin layer that parses arguments, calls the
+modules that do the work, and turns errors into one clear message and an exit code.
+
+Exit codes: 0 ok, 1 problems found or a user error, 2 usage or configuration error,
+130 interrupted.  A traceback is shown only with ``--debug`` (or for a real bug).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from ..config import Workspace
+from ..errors import NewsletterError
+
+app = typer.Typer(
+    name="newsletter",
+    help="Build monthly newsletter issues from YAML and send them through SendGrid.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class State:
+    debug: bool = False
+    workspace_path: Path | None = None
+
+    def workspace(self) -> Workspace:
+        return Workspace.find(self.workspace_path)
+
+
+state = State()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Folder holding newsletter.toml (default: this folder or a parent; "
+            "or NEWSLETTER_WORKSPACE).",
+        ),
+    ] = None,
+) -> None:
+    state.debug = debug
+    state.workspace_path = workspace
+
+
+# Each module registers its commands on `app` when imported.
+from . import audience, issues, loop, sending  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    state.debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="newsletter", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # usage errors: exit 2
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except NewsletterError as exc:
+        if state.debug:
+            raise
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        return exc.exit_code
+    return 0

@@ -1,0 +1,257 @@
+"""Workspace and configuration: `newsletter.toml` plus the environment.
+
+The workspace is the folder holding `newsletter.toml` (the repository root in
+the usual set-up); every other path is derived from it here, so that no module
+guesses where `issues/`, `subscribers/` or the state database live.  Secrets
+come only from the environment and are never part of :class:`Config`, so they
+cannot end up in a log line that prints the configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
+
+from .errors import ConfigError
+
+CONFIG_FILE = "newsletter.toml"
+WORKSPACE_ENV = "NEWSLETTER_WORKSPACE"
+SECRET_ENV = "NEWSLETTER_SECRET"
+SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
+SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
+WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+
+HexColour = str
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Organisation(_Section):
+    name: str = Field(min_length=1)
+    postal_address: str = Field(min_length=1)
+    website: HttpUrl
+    logo_url: HttpUrl | None = None
+    logo_width: int = Field(default=160, ge=16, le=600)
+
+
+class Sender(_Section):
+    from_email: str = Field(min_length=3)
+    from_name: str = Field(min_length=1)
+    reply_to: str | None = None
+
+
+class Brand(_Section):
+    primary: HexColour = "#0b5394"
+    accent: HexColour = "#b45309"
+    text: HexColour = "#1f2933"
+    muted: HexColour = "#52606d"
+    background: HexColour = "#f3f4f6"
+    surface: HexColour = "#ffffff"
+    font_family: str = "Helvetica, Arial, sans-serif"
+
+    @field_validator("primary", "accent", "text", "muted", "background", "surface")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        v = value.strip()
+        if not (v.startswith("#") and len(v) == 7 and all(c in "0123456789abcdefABCDEF" for c in v[1:])):
+            raise ValueError("must be a colour like #0b5394")
+        return v.lower()
+
+
+class SocialLink(_Section):
+    name: str = Field(min_length=1)
+    url: HttpUrl
+
+
+class Archive(_Section):
+    base_url: HttpUrl
+    title: str | None = None
+
+
+class Send(_Section):
+    backend: Literal["auto", "sendgrid", "outbox"] = "auto"
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+    rate: float | None = Field(default=None, gt=0, description="requests per second, at most")
+    api_host: HttpUrl | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    pause_after_failures: int = Field(default=5, ge=1)
+    asm_group_id: int | None = None
+    asm_groups_to_display: list[int] = Field(default_factory=list, max_length=25)
+    sandbox_mode: bool = False
+    open_tracking: bool = True
+    click_tracking: bool = True
+    unsubscribe_url: HttpUrl = Field(
+        description="public base URL of `newsletter serve`; the one-click link is <this>/u/<token>"
+    )
+    unsubscribe_mailto: str | None = None
+    ip_pool: str | None = None
+
+
+class Server(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=5_000_000, ge=1024)
+
+
+class Config(_Section):
+    language: str = Field(default="en", min_length=2, max_length=8)
+    theme: str = "default"
+    organisation: Organisation
+    sender: Sender
+    brand: Brand = Brand()
+    social: list[SocialLink] = Field(default_factory=list)
+    archive: Archive
+    send: Send
+    server: Server = Server()
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate `newsletter.toml`; every error names the key to fix."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found",
+            key=CONFIG_FILE,
+            hint=f"run newsletter from the folder that holds {CONFIG_FILE}, or set {WORKSPACE_ENV}",
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})", key=CONFIG_FILE) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}", key=CONFIG_FILE, hint="see the README for the format") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _format_loc(err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        elif err["type"] == "missing":
+            msg = "required setting is missing"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{path}: setting `{key}`: {msg}{more}", key=key) from None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A folder with `newsletter.toml`; knows where everything else lives."""
+
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Workspace:
+        env = os.environ.get(WORKSPACE_ENV)
+        if env:
+            root = Path(env).resolve()
+            if not (root / CONFIG_FILE).is_file():
+                raise ConfigError(
+                    f"{WORKSPACE_ENV}={env}: no {CONFIG_FILE} there", key=WORKSPACE_ENV
+                )
+            return cls(root)
+        here = (start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / CONFIG_FILE).is_file():
+                return cls(folder)
+        raise ConfigError(
+            f"no {CONFIG_FILE} in {here} or any folder above it",
+            key=CONFIG_FILE,
+            hint=f"run newsletter inside the newsletter repository, or set {WORKSPACE_ENV}",
+        )
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.root / "issues"
+
+    @property
+    def subscribers_dir(self) -> Path:
+        return self.root / "subscribers"
+
+    @property
+    def suppressions_path(self) -> Path:
+        return self.subscribers_dir / "suppressions.csv"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def theme_dir(self) -> Path:
+        return self.templates_dir / self.config.theme
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".newsletter"
+
+    @property
+    def state_db(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / "outbox"
+
+
+def env_secret(name: str, *, required: bool = True) -> str | None:
+    """Read a secret from the environment; a missing one is a ConfigError naming the variable."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        if required:
+            raise ConfigError(
+                f"environment variable {name} is not set",
+                key=name,
+                hint=f"export {name}=... (secrets never go in {CONFIG_FILE} or in git)",
+            )
+        return None
+    return value
+
+
+def newsletter_secrets() -> list[bytes]:
+    """The HMAC keys for unsubscribe tokens: NEWSLETTER_SECRET, comma-separated, newest first.
+
+    Several keys let the secret be rotated: new tokens use the first key, and
+    links in issues already sent keep working while the old key stays listed.
+    """
+    raw = env_secret(SECRET_ENV)
+    assert raw is not None
+    keys = [k.strip().encode("utf-8") for k in raw.split(",") if k.strip()]
+    if any(len(k) < 16 for k in keys):
+        raise ConfigError(
+            f"{SECRET_ENV}: every key must be at least 16 characters",
+            key=SECRET_ENV,
+            hint="generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    return keys

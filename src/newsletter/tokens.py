@@ -1,0 +1,77 @@
+"""Unsubscribe tokens: HMAC-SHA256 over (list, address), keyed by NEWSLETTER_SECRET.
+
+The token carries the address and list themselves (base64url) so that the
+one-click endpoint needs no lookup table that could be lost or go stale; the
+MAC makes it unforgeable.  Several keys are accepted so the secret can be
+rotated (see :func:`newsletter.config.newsletter_secrets`); new tokens are
+always signed with the first.  Verification compares in constant time and
+says nothing about *why* a token failed, so a probe learns nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import TokenError
+
+_SEP = "\n"
+_MAC_BYTES = 32
+MAX_TOKEN_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    email: str
+    list_name: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    pad = "=" * (-len(text) % 4)
+    return base64.urlsafe_b64decode(text + pad)
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, b"newsletter-unsubscribe-v1\0" + payload, hashlib.sha256).digest()
+
+
+def make_token(email: str, list_name: str, keys: Sequence[bytes]) -> str:
+    """A URL-safe token for this address on this list, signed with the newest key."""
+    if not keys:
+        raise ValueError("no signing key")
+    if _SEP in list_name or _SEP in email:
+        raise ValueError("newline in address or list name")
+    payload = f"{list_name}{_SEP}{email}".encode()
+    return f"{_b64(payload)}.{_b64(_mac(keys[0], payload))}"
+
+
+def verify_token(token: str, keys: Sequence[bytes]) -> Unsubscribe:
+    """Return who the token unsubscribes, or raise TokenError (one message for every failure)."""
+    failure = TokenError("unknown or invalid unsubscribe link")
+    if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        raise failure
+    body, sig = token.split(".")
+    try:
+        payload = _unb64(body)
+        mac = _unb64(sig)
+    except (binascii.Error, ValueError):
+        raise failure from None
+    # Compare against every key, without stopping early, so timing tells nothing.
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(mac, _mac(key, payload))
+    if not ok or len(mac) != _MAC_BYTES:
+        raise failure
+    try:
+        list_name, email = payload.decode("utf-8").split(_SEP)
+    except (UnicodeDecodeError, ValueError):
+        raise failure from None
+    return Unsubscribe(email=email, list_name=list_name)
