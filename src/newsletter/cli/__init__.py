@@ -60,7 +60,7 @@ def _root(
 
 
 # Each module registers its commands on `app` when imported.
-from . import audience, issues, loop, sending  # noqa: E402,F401
+from . import audience, issues, loop, sending, web  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     state.debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="newsletter", standalone_mode=False)
+        rv = command.main(args=args, prog_name="newsletter", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:  # usage errors: exit 2
@@ -86,4 +86,5 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code
-    return 0
+    # With standalone_mode=False click returns typer.Exit's code instead of raising it.
+    return rv if isinstance(rv, int) else 0

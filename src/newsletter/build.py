@@ -1,0 +1,178 @@
+"""Build one issue: read and model everything first, check it, write the files last.
+
+This is the pipeline the data-flow sketch names (issue -> render -> inline ->
+message), run once per issue.  Like pelican, nothing is written until every
+step has succeeded and `check` found no error, so a failed build never leaves
+half an output folder behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checks import lint_config, lint_issue, lint_output, lint_theme
+from .config import Workspace
+from .errors import CheckFailed, Problem
+from .inline import inline_css
+from .issue import Located, read_issue
+from .message import ALL_PLACEHOLDERS, fill, mime_message, substitutions
+from .render import EMAIL_TEMPLATE, Renderer, compile_mjml
+
+PREVIEW_NAME = "Ana"
+PREVIEW_EMAIL = "preview@example.org"
+
+
+@dataclass(frozen=True)
+class BuiltIssue:
+    """Everything a send or a preview needs, made once per issue."""
+
+    issue_id: str
+    source: Path
+    subject: str
+    preheader: str
+    language: str
+    html: str  # inlined email HTML, with per-recipient placeholders
+    text: str  # plain-text part, with per-recipient placeholders
+    web_html: str  # browser version: no placeholders, no unsubscribe link
+    mjml: str
+    located: Located
+    problems: list[Problem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def preview_values(self, ws: Workspace) -> dict[str, str]:
+        """Sample per-recipient values for previews and preview.eml."""
+        base = str(ws.config.send.unsubscribe_url).rstrip("/")
+        return substitutions(PREVIEW_NAME, f"{base}/u/preview", self.language)
+
+
+def compose(ws: Workspace, path: Path, renderer: Renderer | None = None) -> BuiltIssue:
+    """Read, render, compile, inline and lint; raises IssueError/TemplateError, never writes."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    located = read_issue(path)
+    t1 = time.perf_counter()
+    timings["read"] = t1 - t0
+    r = renderer or Renderer(ws)
+    mjml_src = r.mjml(located, web=False)
+    web_src = r.mjml(located, web=True)
+    t2 = time.perf_counter()
+    timings["render"] = t2 - t1
+    template = ws.theme_dir / EMAIL_TEMPLATE
+    compiled = compile_mjml(mjml_src, template=template)
+    web_html = compile_mjml(web_src, template=template)
+    t3 = time.perf_counter()
+    timings["compile"] = t3 - t2
+    html = inline_css(compiled)
+    t4 = time.perf_counter()
+    timings["inline"] = t4 - t3
+    text = r.text(located)
+    t5 = time.perf_counter()
+    timings["text"] = t5 - t4
+    problems = (
+        lint_issue(located)
+        + lint_config(ws.config, ws.config_path)
+        + lint_theme(ws.theme_dir)
+        + lint_output(located, ws.config, html, text, ws.theme_dir)
+    )
+    if any(p in web_html for p in ALL_PLACEHOLDERS):
+        problems.append(Problem(message="the browser version contains per-recipient placeholders",
+                                path=template, code="web_placeholder",
+                                hint="wrap them in {% if not web %} … {% endif %}"))
+    timings["check"] = time.perf_counter() - t5
+    timings["total"] = time.perf_counter() - t0
+    issue = located.issue
+    return BuiltIssue(
+        issue_id=located.issue_id,
+        source=path,
+        subject=issue.subject,
+        preheader=issue.preheader or "",
+        language=issue.language or ws.config.language,
+        html=html,
+        text=text,
+        web_html=web_html,
+        mjml=mjml_src,
+        located=located,
+        problems=problems,
+        timings=timings,
+    )
+
+
+def build_issue(ws: Workspace, issue_path: Path, *, strict: bool = False,
+                renderer: Renderer | None = None) -> BuiltIssue:
+    """Compose an issue and refuse (CheckFailed) when check finds errors (or warnings, strict)."""
+    built = compose(ws, issue_path, renderer)
+    if built.errors or (strict and built.warnings):
+        raise CheckFailed(built.problems)
+    return built
+
+
+def preview_eml(ws: Workspace, built: BuiltIssue) -> bytes:
+    """A complete multipart/alternative message with sample values; byte-identical per input."""
+    cfg = ws.config
+    values = built.preview_values(ws)
+    digest = hashlib.sha256((built.html + built.text).encode()).hexdigest()
+    issue_date = built.located.issue.date
+    domain = cfg.sender.from_email.rpartition("@")[2]
+    msg = mime_message(
+        subject=built.subject,
+        from_email=cfg.sender.from_email,
+        from_name=cfg.sender.from_name,
+        to_email=PREVIEW_EMAIL,
+        to_name=PREVIEW_NAME,
+        html_body=fill(built.html, values),
+        text_body=fill(built.text, values),
+        reply_to=cfg.sender.reply_to,
+        headers={"X-Newsletter-Issue": built.issue_id},
+        date=dt.datetime.combine(issue_date, dt.time(8, 0), tzinfo=dt.UTC),
+        message_id=f"<{built.issue_id}.preview.{digest[:12]}@{domain}>",
+        boundary=f"==newsletter-{digest[:24]}==",
+    )
+    return msg.as_bytes()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    folder: Path
+    files: dict[str, Path]
+
+
+def write_build(ws: Workspace, built: BuiltIssue, out_dir: Path) -> BuildOutput:
+    """Write email.html, email.txt, web.html and preview.eml under out_dir/<issue>/."""
+    folder = out_dir / built.issue_id
+    payloads = {
+        "email.html": built.html.encode("utf-8"),
+        "email.txt": built.text.encode("utf-8"),
+        "web.html": built.web_html.encode("utf-8"),
+        "preview.eml": preview_eml(ws, built),
+    }
+    files = {}
+    for name, data in payloads.items():
+        _write_atomic(folder / name, data)
+        files[name] = folder / name
+    return BuildOutput(folder=folder, files=files)

@@ -1,0 +1,3 @@
+"""Commands: preview and archive (registered on the shared app when imported)."""
+
+from __future__ import annotations

@@ -1,0 +1,163 @@
+"""SendGrid Event Webhook batches -> our :class:`newsletter.events.Event`.
+
+The only module that knows SendGrid's event field names.  A batch is a JSON
+array of objects; the send step's ``custom_args`` (``nl_issue``, ``nl_list``,
+``nl_send``, ``nl_batch``) come back as top-level keys of each event, which is
+how an event finds its issue and batch again.
+
+Which events stop further mail (anything else is only counted):
+
+* ``bounce`` -> "bounced", except ``type: "blocked"`` (a temporary refusal
+  that SendGrid itself does not suppress);
+* ``dropped`` whose reason says the address is dead or opted out
+  ("Bounced Address", "Invalid", "Spam Reporting Address", "Unsubscribed Address");
+  a drop for a message-level reason ("Invalid SMTPAPI header", "Spam Content")
+  says nothing about the address;
+* ``spamreport`` -> "spam"; ``unsubscribe`` and ``group_unsubscribe`` -> "unsubscribed".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import Event
+
+PROVIDER = "sendgrid"
+
+# SendGrid event name -> our kind (bounce is split by its "type" below).
+_KINDS = {
+    "processed": "processed",
+    "delivered": "delivered",
+    "deferred": "deferred",
+    "bounce": "bounced",
+    "blocked": "blocked",
+    "dropped": "dropped",
+    "open": "open",
+    "click": "click",
+    "spamreport": "spamreport",
+    "unsubscribe": "unsubscribe",
+    "group_unsubscribe": "group_unsubscribe",
+    "group_resubscribe": "group_resubscribe",
+}
+
+_SUPPRESS = {
+    "bounced": "bounced",
+    "spamreport": "spam",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+}
+
+# Lower-cased `reason` of a dropped event -> suppression reason.
+_DROP_SUPPRESS = {
+    "bounced address": "bounced",
+    "invalid": "bounced",
+    "invalid address": "bounced",
+    "invalid email": "bounced",
+    "spam reporting address": "spam",
+    "unsubscribed address": "unsubscribed",
+}
+
+MAX_FIELD_CHARS = 2048  # a URL or reason longer than this is cut in the normalised columns
+
+
+class BatchError(ValueError):
+    """The body is JSON but not an Event Webhook batch (an array of objects)."""
+
+
+@dataclass
+class ParsedBatch:
+    events: list[Event] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one line per item we could not use
+
+
+def _text(value: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).strip()
+    return text[:limit] if text else None
+
+
+def _timestamp(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def normalise_event(item: Mapping[str, Any], *, raw: str | None = None) -> Event:
+    """One SendGrid event -> Event; raises BatchError when it has no event name or address."""
+    name = _text(item.get("event"))
+    email = _text(item.get("email"), 320)
+    if not name:
+        raise BatchError("event without an `event` field")
+    if not email:
+        raise BatchError(f"{name} event without an `email` field")
+    raw_json = raw if raw is not None else json.dumps(item, separators=(",", ":"),
+                                                      ensure_ascii=False)
+    kind = _KINDS.get(name, "other")
+    bounce_type = (_text(item.get("type")) or "").lower()
+    if name == "bounce" and bounce_type == "blocked":
+        kind = "blocked"
+    reason = _text(item.get("reason")) or _text(item.get("response"))
+    suppress = _SUPPRESS.get(kind)
+    if kind == "dropped":
+        suppress = _DROP_SUPPRESS.get((reason or "").lower())
+    event_id = _text(item.get("sg_event_id"), 200)
+    if not event_id:
+        # SendGrid always sends one; without it, a hash of the event still makes a
+        # re-posted batch harmless.
+        event_id = "sha256:" + hashlib.sha256(raw_json.encode("utf-8")).hexdigest()
+    at = _timestamp(item.get("timestamp"))
+    return Event(
+        event_id=event_id,
+        provider=PROVIDER,
+        kind=kind,
+        email=email.lower(),
+        at=at if at is not None else int(time.time()),
+        issue_id=_text(item.get("nl_issue"), 200),
+        list_name=_text(item.get("nl_list"), 200),
+        send_id=_text(item.get("nl_send"), 200),
+        batch_id=_text(item.get("nl_batch"), 200),
+        url=_text(item.get("url")) if kind == "click" else None,
+        reason=reason,
+        machine=kind == "open" and _truthy(item.get("sg_machine_open")),
+        suppress=suppress,
+        raw=raw_json,
+    )
+
+
+def parse_batch(data: Any) -> ParsedBatch:
+    """A decoded webhook body -> events; items that are not usable are listed, not fatal.
+
+    A batch with one odd item must still store the others: answering 4xx would
+    make SendGrid retry (and fail) the whole batch, losing the good events.
+    """
+    if not isinstance(data, list):
+        raise BatchError(f"expected a JSON array of events, got {type(data).__name__}")
+    out = ParsedBatch()
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            out.skipped.append(f"[{index}]: not an object")
+            continue
+        try:
+            out.events.append(normalise_event(item))
+        except BatchError as exc:
+            out.skipped.append(f"[{index}]: {exc}")
+    return out

@@ -1,0 +1,344 @@
+"""Read an issue YAML file into a validated model, keeping line numbers for every field.
+
+Staff edit these files by hand, so every problem must point at a file, a line,
+a column and a field path (``articles[3].image.alt``) and, for typos, suggest
+the key they meant.  We parse with ruamel.yaml's round-trip loader because it
+records where each key and item came from; pydantic does the validation, and
+its error locations are mapped back onto those positions.  All problems in a
+file are reported at once, not just the first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    UrlConstraints,
+    ValidationError,
+    field_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import IssueError, Problem
+
+MAX_FILE_BYTES = 2_000_000
+MAX_MARKDOWN_CHARS = 10_000
+MAX_ARTICLES = 40
+
+WebUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["http", "https"], host_required=True)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Image(_Model):
+    """An article picture; ``alt`` is required because screen readers and blocked images need it."""
+
+    src: HttpUrl = Field(description="https URL of the picture (600 px wide or more looks sharp)")
+    alt: str = Field(min_length=1, max_length=300, description="what the picture shows, for screen readers")
+    width: int | None = Field(default=None, ge=16, le=600, description="display width in px")
+
+
+class Article(_Model):
+    title: str = Field(min_length=1, max_length=300)
+    summary: str = Field(min_length=1, max_length=MAX_MARKDOWN_CHARS, description="Markdown")
+    url: WebUrl = Field(description="link to the full story (https)")
+    image: Image | None = None
+    category: str | None = Field(default=None, max_length=80)
+    location: str | None = Field(default=None, max_length=120)
+    date: dt.date | None = None
+    button: str | None = Field(default=None, max_length=40, description='button text, default "Read more"')
+
+
+class Issue(_Model):
+    """One monthly issue, as written in `issues/YYYY-MM.yaml`."""
+
+    subject: str = Field(min_length=1, max_length=200, description="email subject line")
+    preheader: str | None = Field(default=None, max_length=300, description="inbox preview text")
+    date: dt.date
+    number: int | None = Field(default=None, ge=1)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+    intro: str | None = Field(default=None, max_length=MAX_MARKDOWN_CHARS, description="Markdown")
+    articles: list[Article] = Field(min_length=1, max_length=MAX_ARTICLES)
+    closing: str | None = Field(default=None, max_length=MAX_MARKDOWN_CHARS, description="Markdown")
+    greeting: bool = Field(default=True, description="start with 'Hello <first name>,'")
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and ("\n" in value or "\r" in value):
+            raise ValueError("must be a single line")
+        return value
+
+
+Position = tuple[int, int]  # 1-based line, column
+
+
+@dataclass
+class Located:
+    """The model plus where every field came from, for messages and lints."""
+
+    issue: Issue
+    path: Path
+    positions: dict[str, Position] = field(default_factory=dict)
+
+    @property
+    def issue_id(self) -> str:
+        return self.path.stem
+
+    def where(self, field_path: str) -> Position | None:
+        """Position of a field, or of its closest recorded parent."""
+        probe = field_path
+        while probe:
+            if probe in self.positions:
+                return self.positions[probe]
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[:cut] if cut > 0 else ""
+        return None
+
+    def problem(self, field_path: str, message: str, **kw: Any) -> Problem:
+        pos = self.where(field_path)
+        return Problem(
+            message=message,
+            path=self.path,
+            line=pos[0] if pos else None,
+            column=pos[1] if pos else None,
+            field=field_path,
+            **kw,
+        )
+
+
+def format_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
+    """Record 1-based (line, column) of every key's value and every list item."""
+    if isinstance(node, CommentedMap):
+        for key in node:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            try:
+                line, col = node.lc.key(key)
+            except (KeyError, TypeError, AttributeError):
+                continue
+            out[path] = (line + 1, col + 1)
+            _positions(node[key], path, out)
+    elif isinstance(node, CommentedSeq):
+        for i, item in enumerate(node):
+            path = f"{prefix}[{i}]"
+            try:
+                line, col = node.lc.item(i)
+            except (KeyError, TypeError, AttributeError, IndexError):
+                continue
+            out[path] = (line + 1, col + 1)
+            _positions(item, path, out)
+
+
+def _plain(node: Any) -> Any:
+    """Plain dicts and lists for pydantic (ruamel's types carry comments and positions)."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if hasattr(node, "value") and type(node).__name__.endswith("Int"):
+        return int(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+_CHILD_MODELS: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
+    (Issue, "articles"): Article,
+    (Article, "image"): Image,
+}
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names that the model at `loc` (the parent of an unknown key) accepts."""
+    model: type[BaseModel] | None = Issue
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        model = _CHILD_MODELS.get((model, part)) if model else None
+    return list(model.model_fields) if model else []
+
+
+_FRIENDLY = {
+    "missing": "required field is missing",
+    "extra_forbidden": "unknown field",
+    "string_too_short": "must not be empty",
+    "too_short": "needs at least one entry",
+    "url_parsing": "is not a web address (it must start with https://)",
+    "url_scheme": "must be a web address starting with https://",
+    "date_from_datetime_parsing": "is not a date; write it as YYYY-MM-DD",
+    "date_parsing": "is not a date; write it as YYYY-MM-DD",
+    "date_type": "is not a date; write it as YYYY-MM-DD",
+    "string_type": "must be text",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "list_type": "must be a list (each entry starting with '- ')",
+    "model_type": "must be a group of fields (key: value lines, indented)",
+    "model_attributes_type": "must be a group of fields (key: value lines, indented)",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
+
+
+def _problems_from_validation(exc: ValidationError, located: Located) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = format_path(loc)
+        kind = err["type"]
+        message = _FRIENDLY.get(kind, err["msg"])
+        hint = None
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            allowed = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else f"allowed fields: {', '.join(allowed)}"
+        elif kind == "string_too_long":
+            limit = (err.get("ctx") or {}).get("max_length")
+            size = len(err.get("input") or "")
+            message = f"is too long ({size:,} characters; at most {limit:,})"
+            hint = "keep the email short and link to the full text"
+        elif kind == "too_long":
+            message = f"has too many entries ({err['msg']})"
+        elif kind == "missing" and loc and loc[-1] == "alt":
+            hint = "describe the picture for people who cannot see it"
+        elif kind == "missing":
+            hint = f"add `{loc[-1]}:`"
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "language":
+            message = "is not a language code"
+            hint = "use a code such as en, es or pt-BR"
+        elif kind.startswith("url"):
+            hint = "write the full address, e.g. https://www.example.org/page"
+        elif kind == "value_error":
+            message = err["msg"].removeprefix("Value error, ")
+        problems.append(located.problem(path, message, hint=hint, code=kind))
+    return problems
+
+
+def _yaml_problem(path: Path, exc: YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    col = mark.column + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    hint = "check the indentation and that text with ': ' or '#' is in quotes"
+    code = "yaml_syntax"
+    if "found duplicate key" in str(exc):
+        key = str(exc).split('found duplicate key "', 1)[-1].split('"', 1)[0]
+        problem = f'the key "{key}" appears twice'
+        hint = "keep one of them; each key may appear once per block"
+        code = "duplicate_key"
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            line, col = mark.line + 1, mark.column + 1
+    elif "\\t" in problem or "'\\t'" in problem or "tab" in problem.lower():
+        problem = "a tab character is used for indentation"
+        hint = "indent with spaces only; set your editor to insert spaces"
+        code = "tab"
+    elif context and isinstance(exc, MarkedYAMLError):
+        problem = f"{context}: {problem}"
+    return Problem(message=f"YAML syntax error: {problem}", path=path, line=line, column=col,
+                   hint=hint, code=code)
+
+
+class _Constructor(RoundTripConstructor):
+    """Dates stay text here: pydantic parses them and reports a bad one with its field."""
+
+
+_Constructor.add_constructor(
+    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
+)
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.Constructor = _Constructor
+    y.allow_duplicate_keys = False
+    return y
+
+
+def read_issue(path: Path) -> Located:
+    """Read and validate an issue file; raise IssueError listing every problem found."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise IssueError(Problem(message="file not found", path=path,
+                                 hint="issues live in issues/YYYY-MM.yaml; `newsletter new` makes one")) from None
+    except IsADirectoryError:
+        raise IssueError(Problem(message="is a folder, not an issue file", path=path)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise IssueError(Problem(
+            message=f"file is {len(raw):,} bytes; an issue file must be under {MAX_FILE_BYTES:,}",
+            path=path, hint="an email links to long texts instead of containing them", code="too_large"))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise IssueError(Problem(
+            message=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be read)",
+            path=path, line=line, column=col,
+            hint="save the file as UTF-8 in your editor", code="encoding")) from None
+    if not text.strip() or all(
+        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
+    ):
+        raise IssueError(Problem(message="the file is empty", path=path, line=1,
+                                 hint="start from `newsletter new`, which writes a commented skeleton",
+                                 code="empty"))
+    try:
+        data = _yaml().load(text)
+    except YAMLError as exc:
+        raise IssueError(_yaml_problem(path, exc)) from None
+    if not isinstance(data, CommentedMap):
+        raise IssueError(Problem(
+            message="the file must be a set of `key: value` lines (subject, date, articles, …)",
+            path=path, line=1, code="not_mapping",
+            hint="start from `newsletter new`, which writes a commented skeleton"))
+    positions: dict[str, Position] = {}
+    _positions(data, "", positions)
+    located = Located(issue=None, path=path, positions=positions)  # type: ignore[arg-type]
+    try:
+        located.issue = Issue.model_validate(_plain(data))
+    except ValidationError as exc:
+        raise IssueError(_problems_from_validation(exc, located)) from None
+    return located
+
+
+def iter_issue_files(issues_dir: Path) -> Iterator[Path]:
+    """Issue files in publication order (file names are YYYY-MM.yaml)."""
+    yield from sorted(p for p in issues_dir.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the issue format, for editors (YAML language server) and CI."""
+    schema = Issue.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "newsletter issue"
+    return schema
+
+
+Severity = Literal["error", "warning"]

@@ -1,0 +1,680 @@
+"""The send ledger: a SQLite record of every send, batch and recipient, kept so nothing goes twice.
+
+A send is a state machine (:data:`TRANSITIONS`, enforced only in :meth:`Ledger.transition`)::
+
+    planned ──► sending ──► done
+                  │  ▲ ──► scheduled ──► cancelled
+                  ▼  │
+            paused / failed ──► cancelled
+
+A batch's recipients and its ``posting`` mark are committed *before* its HTTP
+request goes out and ``sent`` only after the provider's 2xx, so after a crash
+every batch is in one of three knowable conditions: sent, never posted
+(``failed``: the provider answered with an error), or *unknown* (``posting`` /
+``unknown``: the request left and no answer came back).  Unknown batches are
+never resent silently; the user chooses (see :meth:`Ledger.skip_unknown` and
+:meth:`Ledger.batches_to_repost`).
+
+The database uses WAL so that `newsletter serve` can read batches (webhook
+events name their batch in ``custom_args``) while a send writes, and
+``synchronous=FULL`` so that a committed mark survives a power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import LedgerError
+
+SCHEMA_VERSION = 1
+
+# Send states.
+PLANNED = "planned"
+SENDING = "sending"
+PAUSED = "paused"
+FAILED = "failed"
+DONE = "done"
+SCHEDULED = "scheduled"
+CANCELLED = "cancelled"
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PLANNED: frozenset({SENDING, FAILED, CANCELLED}),
+    SENDING: frozenset({PAUSED, FAILED, DONE, SCHEDULED}),
+    PAUSED: frozenset({SENDING, CANCELLED}),
+    FAILED: frozenset({SENDING, CANCELLED}),
+    SCHEDULED: frozenset({CANCELLED}),
+    DONE: frozenset(),
+    CANCELLED: frozenset(),
+}
+UNFINISHED = frozenset({PLANNED, SENDING, PAUSED, FAILED})
+
+# Batch states.
+B_POSTING = "posting"  # recipients committed, request about to leave or in flight
+B_SENT = "sent"  # the provider answered 2xx
+B_FAILED = "failed"  # every attempt got a definite "no": safe to post again
+B_UNKNOWN = "unknown"  # an attempt left and got no answer: may have been accepted
+B_SKIPPED = "skipped"  # unknown, and the user chose not to resend
+B_CANCELLED = "cancelled"  # accepted for a scheduled send that was then cancelled
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sends (
+    id INTEGER PRIMARY KEY,
+    issue_id TEXT NOT NULL,
+    lists TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    state TEXT NOT NULL,
+    test INTEGER NOT NULL DEFAULT 0,
+    subject TEXT NOT NULL DEFAULT '',
+    planned_recipients INTEGER NOT NULL DEFAULT 0,
+    send_at INTEGER,
+    schedule_id TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sends_issue ON sends(issue_id);
+CREATE TABLE IF NOT EXISTS send_log (
+    send_id INTEGER NOT NULL REFERENCES sends(id),
+    at TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    note TEXT
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    send_id INTEGER NOT NULL REFERENCES sends(id),
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    recipients INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    ambiguous_attempts INTEGER NOT NULL DEFAULT 0,
+    resent INTEGER NOT NULL DEFAULT 0,
+    status INTEGER,
+    provider_id TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    UNIQUE (send_id, seq)
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    send_id INTEGER NOT NULL,
+    issue_id TEXT,
+    email TEXT NOT NULL,
+    name TEXT,
+    first_name TEXT,
+    language TEXT,
+    list_name TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email);
+CREATE INDEX IF NOT EXISTS recipients_batch ON recipients(batch_id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    """What the ledger keeps of one recipient: enough to post their batch again identically."""
+
+    email: str
+    name: str | None
+    first_name: str | None
+    language: str | None
+    list_name: str
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    id: int
+    send_id: int
+    seq: int
+    state: str
+    recipients: int
+    attempts: int
+    ambiguous_attempts: int
+    resent: bool
+    status: int | None
+    provider_id: str | None
+    error: str | None
+    issue_id: str
+    lists: tuple[str, ...]
+    test: bool
+    created_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class SendSummary:
+    id: int
+    issue_id: str
+    lists: tuple[str, ...]
+    tags: tuple[str, ...]
+    backend: str
+    state: str
+    test: bool
+    subject: str
+    planned_recipients: int
+    send_at: int | None
+    schedule_id: str | None
+    error: str | None
+    created_at: str
+    updated_at: str
+    batches: int
+    batches_sent: int
+    batches_failed: int
+    batches_unknown: int
+    batches_skipped: int
+    recipients_sent: int
+    recipients_failed: int
+    recipients_unknown: int
+    recipients_skipped: int
+    resent_batches: int
+    running: bool
+
+    @property
+    def recipients_batched(self) -> int:
+        return (
+            self.recipients_sent
+            + self.recipients_failed
+            + self.recipients_unknown
+            + self.recipients_skipped
+        )
+
+    @property
+    def pending(self) -> int:
+        """Recipients planned but not yet sent (an estimate: the lists may change meanwhile)."""
+        return max(0, self.planned_recipients - self.recipients_sent - self.recipients_skipped)
+
+
+class SendLock:
+    """An OS lock that says "a process is sending this"; it vanishes when that process dies.
+
+    ``flock`` is released by the kernel on SIGKILL, so a crashed send never looks
+    alive.  On systems without ``fcntl`` the lock is a no-op (sends are never
+    detected as running from another process).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[bytes] | None = None
+
+    def acquire(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "ab")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def held_elsewhere(self) -> bool:
+        if self._fh is not None:
+            return False
+        if not self.path.exists():
+            return False
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+
+class Ledger:
+    """The state database; one instance per process, used from one thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys=ON")
+        if self.path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+        self._locks: dict[int, SendLock] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.path}: written by a newer version of newsletter (schema {version})",
+                hint="upgrade newsletter before sending from this workspace",
+            )
+        if version < SCHEMA_VERSION:
+            with self._tx():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken IMMEDIATE so two writers never deadlock on upgrade."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        for lock in self._locks.values():
+            lock.release()
+        self._locks.clear()
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _lock_for(self, send_id: int) -> SendLock | None:
+        if self.path is None:
+            return None
+        return SendLock(self.path.parent / f"send-{send_id}.lock")
+
+    # -- sends ------------------------------------------------------------------------------
+
+    def create_send(
+        self,
+        issue_id: str,
+        lists: Sequence[str],
+        backend: str,
+        *,
+        tags: Sequence[str] = (),
+        test: bool = False,
+        subject: str = "",
+        planned_recipients: int = 0,
+        send_at: int | None = None,
+    ) -> int:
+        now = _now()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO sends (issue_id, lists, tags, backend, state, test, subject,"
+                " planned_recipients, send_at, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    issue_id,
+                    json.dumps(sorted(set(lists))),
+                    json.dumps(list(tags)),
+                    backend,
+                    PLANNED,
+                    int(test),
+                    subject,
+                    planned_recipients,
+                    send_at,
+                    now,
+                    now,
+                ),
+            )
+            send_id = int(cur.lastrowid or 0)
+            db.execute(
+                "INSERT INTO send_log (send_id, at, from_state, to_state, note) VALUES (?,?,?,?,?)",
+                (send_id, now, None, PLANNED, None),
+            )
+        return send_id
+
+    def transition(self, send_id: int, new_state: str, *, note: str | None = None) -> None:
+        """Move a send to ``new_state``; the one place that knows which moves are allowed."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM sends WHERE id=?", (send_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"no send #{send_id} in the ledger")
+            old = str(row["state"])
+            if new_state not in TRANSITIONS.get(old, frozenset()):
+                raise LedgerError(
+                    f"send #{send_id} is {old}; it cannot become {new_state}",
+                    hint="`newsletter status` shows every send and what can be done with it",
+                )
+            now = _now()
+            error = note if new_state in (FAILED, PAUSED) else None
+            db.execute(
+                "UPDATE sends SET state=?, updated_at=?, error=? WHERE id=?",
+                (new_state, now, error, send_id),
+            )
+            db.execute(
+                "INSERT INTO send_log (send_id, at, from_state, to_state, note) VALUES (?,?,?,?,?)",
+                (send_id, now, old, new_state, note),
+            )
+            if new_state == CANCELLED:
+                row2 = db.execute("SELECT schedule_id FROM sends WHERE id=?", (send_id,)).fetchone()
+                if row2["schedule_id"]:
+                    # Accepted for later, then called off: nobody received these.
+                    db.execute(
+                        "UPDATE batches SET state=? WHERE send_id=? AND state=?",
+                        (B_CANCELLED, send_id, B_SENT),
+                    )
+
+    def set_schedule(self, send_id: int, schedule_id: str, send_at: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sends SET schedule_id=?, send_at=?, updated_at=? WHERE id=?",
+                (schedule_id, send_at, _now(), send_id),
+            )
+
+    def set_planned(self, send_id: int, planned_recipients: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sends SET planned_recipients=?, updated_at=? WHERE id=?",
+                (planned_recipients, _now(), send_id),
+            )
+
+    def send(self, send_id: int) -> SendSummary:
+        rows = self._summaries("WHERE s.id=?", (send_id,))
+        if not rows:
+            raise LedgerError(f"no send #{send_id} in the ledger")
+        return rows[0]
+
+    def sends(self, issue_id: str | None = None) -> list[SendSummary]:
+        """Every send (of one issue, or all), oldest first, with batch and recipient counts."""
+        if issue_id is None:
+            return self._summaries("", ())
+        return self._summaries("WHERE s.issue_id=?", (issue_id,))
+
+    def _summaries(self, where: str, params: tuple[Any, ...]) -> list[SendSummary]:
+        sql = f"""
+            SELECT s.*,
+              COUNT(b.id) AS n_batches,
+              SUM(b.state='sent') AS n_sent,
+              SUM(b.state='failed') AS n_failed,
+              SUM(b.state IN ('posting','unknown')) AS n_unknown,
+              SUM(b.state='skipped') AS n_skipped,
+              SUM(CASE WHEN b.state='sent' THEN b.recipients ELSE 0 END) AS r_sent,
+              SUM(CASE WHEN b.state='failed' THEN b.recipients ELSE 0 END) AS r_failed,
+              SUM(CASE WHEN b.state IN ('posting','unknown') THEN b.recipients ELSE 0 END)
+                AS r_unknown,
+              SUM(CASE WHEN b.state='skipped' THEN b.recipients ELSE 0 END) AS r_skipped,
+              SUM(b.resent) AS n_resent
+            FROM sends s LEFT JOIN batches b ON b.send_id = s.id
+            {where}
+            GROUP BY s.id ORDER BY s.id
+        """
+        out = []
+        for r in self._db.execute(sql, params).fetchall():
+            send_id = int(r["id"])
+            lock = self._locks.get(send_id) or self._lock_for(send_id)
+            running = bool(lock and lock.held_elsewhere()) or send_id in self._locks
+            out.append(
+                SendSummary(
+                    id=send_id,
+                    issue_id=r["issue_id"],
+                    lists=tuple(json.loads(r["lists"])),
+                    tags=tuple(json.loads(r["tags"])),
+                    backend=r["backend"],
+                    state=r["state"],
+                    test=bool(r["test"]),
+                    subject=r["subject"],
+                    planned_recipients=int(r["planned_recipients"]),
+                    send_at=r["send_at"],
+                    schedule_id=r["schedule_id"],
+                    error=r["error"],
+                    created_at=r["created_at"],
+                    updated_at=r["updated_at"],
+                    batches=int(r["n_batches"] or 0),
+                    batches_sent=int(r["n_sent"] or 0),
+                    batches_failed=int(r["n_failed"] or 0),
+                    batches_unknown=int(r["n_unknown"] or 0),
+                    batches_skipped=int(r["n_skipped"] or 0),
+                    recipients_sent=int(r["r_sent"] or 0),
+                    recipients_failed=int(r["r_failed"] or 0),
+                    recipients_unknown=int(r["r_unknown"] or 0),
+                    recipients_skipped=int(r["r_skipped"] or 0),
+                    resent_batches=int(r["n_resent"] or 0),
+                    running=running,
+                )
+            )
+        return out
+
+    def recipients_sent(self, issue_id: str) -> int:
+        """Recipients in batches the provider accepted (2xx), over every real send of the issue."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(b.recipients), 0) FROM batches b JOIN sends s ON s.id=b.send_id"
+            " WHERE s.issue_id=? AND s.test=0 AND b.state=?",
+            (issue_id, B_SENT),
+        ).fetchone()
+        return int(row[0])
+
+    def blocking_sends(
+        self, issue_id: str, lists: Iterable[str], backend: str
+    ) -> list[SendSummary]:
+        """Earlier real sends of this issue to any of these lists through this backend."""
+        wanted = set(lists)
+        return [
+            s
+            for s in self.sends(issue_id)
+            if not s.test and s.backend == backend and s.state != CANCELLED
+            and wanted.intersection(s.lists)
+        ]
+
+    # -- running a send ---------------------------------------------------------------------
+
+    def claim(self, send_id: int) -> None:
+        """Take the OS lock that marks this send as running in this process."""
+        lock = self._lock_for(send_id)
+        if lock is None or send_id in self._locks:
+            return
+        if not lock.acquire():
+            raise LedgerError(
+                f"send #{send_id} is running in another process",
+                hint="wait for it to finish, or stop it with Ctrl-C there",
+            )
+        self._locks[send_id] = lock
+
+    def release(self, send_id: int) -> None:
+        lock = self._locks.pop(send_id, None)
+        if lock is not None:
+            lock.release()
+
+    def is_running_elsewhere(self, send_id: int) -> bool:
+        if send_id in self._locks:
+            return False
+        lock = self._lock_for(send_id)
+        return bool(lock and lock.held_elsewhere())
+
+    def open_batch(
+        self, send_id: int, recipients: Sequence[RecipientRow], *, issue_id: str | None
+    ) -> BatchInfo:
+        """Record a new batch and its recipients as ``posting``, committed before any request.
+
+        ``issue_id`` is None for test sends, so their recipients never count as having
+        received the issue.
+        """
+        now = _now()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM batches WHERE send_id=?", (send_id,)
+            ).fetchone()
+            seq = int(row[0])
+            cur = db.execute(
+                "INSERT INTO batches (send_id, seq, state, recipients, created_at)"
+                " VALUES (?,?,?,?,?)",
+                (send_id, seq, B_POSTING, len(recipients), now),
+            )
+            batch_id = int(cur.lastrowid or 0)
+            db.executemany(
+                "INSERT INTO recipients (batch_id, send_id, issue_id, email, name, first_name,"
+                " language, list_name) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (batch_id, send_id, issue_id, r.email, r.name, r.first_name, r.language,
+                     r.list_name)
+                    for r in recipients
+                ],
+            )
+        info = self.batch(batch_id)
+        assert info is not None
+        return info
+
+    def begin_repost(self, batch_id: int, *, resend_unknown: bool) -> None:
+        """Mark a failed (or, by the user's choice, unknown) batch as ``posting`` again."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM batches WHERE id=?", (batch_id,)).fetchone()
+            state = str(row["state"])
+            if state == B_FAILED:
+                db.execute("UPDATE batches SET state=? WHERE id=?", (B_POSTING, batch_id))
+            elif state in (B_POSTING, B_UNKNOWN) and resend_unknown:
+                db.execute(
+                    "UPDATE batches SET state=?, resent=1 WHERE id=?", (B_POSTING, batch_id)
+                )
+            else:
+                raise LedgerError(f"batch #{batch_id} is {state}; it cannot be posted again")
+
+    def note_attempt(
+        self, batch_id: int, *, ambiguous: bool, status: int | None, error: str | None
+    ) -> None:
+        """Record one failed attempt (the batch stays ``posting`` while we retry)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET attempts=attempts+1,"
+                " ambiguous_attempts=ambiguous_attempts+?, status=?, error=? WHERE id=?",
+                (int(ambiguous), status, error, batch_id),
+            )
+
+    def mark_sent(self, batch_id: int, *, status: int, provider_id: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state=?, attempts=attempts+1, status=?, provider_id=?,"
+                " error=NULL, finished_at=? WHERE id=?",
+                (B_SENT, status, provider_id, _now(), batch_id),
+            )
+
+    def mark_unsent(self, batch_id: int) -> None:
+        """The batch was not accepted: ``failed`` if every attempt got a definite answer,
+        ``unknown`` if any attempt may have reached the provider."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state=CASE WHEN ambiguous_attempts>0 OR resent=1"
+                " THEN ? ELSE ? END, finished_at=? WHERE id=?",
+                (B_UNKNOWN, B_FAILED, _now(), batch_id),
+            )
+
+    def batches_to_repost(self, send_id: int, *, resend_unknown: bool) -> list[BatchInfo]:
+        states = [B_FAILED] + ([B_POSTING, B_UNKNOWN] if resend_unknown else [])
+        marks = ",".join("?" for _ in states)
+        rows = self._db.execute(
+            f"SELECT id FROM batches WHERE send_id=? AND state IN ({marks}) ORDER BY seq",
+            (send_id, *states),
+        ).fetchall()
+        return [b for b in (self.batch(int(r[0])) for r in rows) if b is not None]
+
+    def unknown_batches(self, send_id: int) -> list[BatchInfo]:
+        """Batches posted without an answer (meaningful only when the send is not running)."""
+        rows = self._db.execute(
+            "SELECT id FROM batches WHERE send_id=? AND state IN (?,?) ORDER BY seq",
+            (send_id, B_POSTING, B_UNKNOWN),
+        ).fetchall()
+        return [b for b in (self.batch(int(r[0])) for r in rows) if b is not None]
+
+    def skip_unknown(self, send_id: int) -> int:
+        """The user chose not to resend the unknown batches; returns how many were skipped."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE batches SET state=?, finished_at=? WHERE send_id=? AND state IN (?,?)",
+                (B_SKIPPED, _now(), send_id, B_POSTING, B_UNKNOWN),
+            )
+            return int(cur.rowcount)
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def batch(self, batch_id: int) -> BatchInfo | None:
+        """A batch by its id (the ``nl_batch`` custom arg), with its send's issue and lists."""
+        r = self._db.execute(
+            "SELECT b.*, s.issue_id, s.lists, s.test FROM batches b"
+            " JOIN sends s ON s.id=b.send_id WHERE b.id=?",
+            (batch_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        return BatchInfo(
+            id=int(r["id"]),
+            send_id=int(r["send_id"]),
+            seq=int(r["seq"]),
+            state=r["state"],
+            recipients=int(r["recipients"]),
+            attempts=int(r["attempts"]),
+            ambiguous_attempts=int(r["ambiguous_attempts"]),
+            resent=bool(r["resent"]),
+            status=r["status"],
+            provider_id=r["provider_id"],
+            error=r["error"],
+            issue_id=r["issue_id"],
+            lists=tuple(json.loads(r["lists"])),
+            test=bool(r["test"]),
+            created_at=r["created_at"],
+            finished_at=r["finished_at"],
+        )
+
+    def batches(self, send_id: int) -> list[BatchInfo]:
+        rows = self._db.execute(
+            "SELECT id FROM batches WHERE send_id=? ORDER BY seq", (send_id,)
+        ).fetchall()
+        return [b for b in (self.batch(int(r[0])) for r in rows) if b is not None]
+
+    def batch_recipients(self, batch_id: int) -> list[RecipientRow]:
+        rows = self._db.execute(
+            "SELECT email, name, first_name, language, list_name FROM recipients"
+            " WHERE batch_id=? ORDER BY rowid",
+            (batch_id,),
+        ).fetchall()
+        return [RecipientRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def has_recipients(self, issue_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM recipients WHERE issue_id=? LIMIT 1", (issue_id,)
+        ).fetchone()
+        return row is not None
+
+    def already_batched(
+        self, issue_id: str, email: str, *, backend: str, only_send: int | None = None
+    ) -> bool:
+        """Has this address been put in a batch of this issue (by any real send through this
+        backend, or only by ``only_send``)?  Cancelled scheduled batches do not count."""
+        if only_send is not None:
+            sql = (
+                "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
+                " WHERE r.issue_id=? AND r.email=? AND r.send_id=? AND b.state!=? LIMIT 1"
+            )
+            params: tuple[Any, ...] = (issue_id, email, only_send, B_CANCELLED)
+        else:
+            sql = (
+                "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
+                " JOIN sends s ON s.id=r.send_id"
+                " WHERE r.issue_id=? AND r.email=? AND s.backend=? AND b.state!=? LIMIT 1"
+            )
+            params = (issue_id, email, backend, B_CANCELLED)
+        return self._db.execute(sql, params).fetchone() is not None
+
+    def log(self, send_id: int) -> list[tuple[str, str | None, str, str | None]]:
+        rows = self._db.execute(
+            "SELECT at, from_state, to_state, note FROM send_log WHERE send_id=? ORDER BY rowid",
+            (send_id,),
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]

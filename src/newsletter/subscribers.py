@@ -1,0 +1,661 @@
+"""Subscriber lists: stream `subscribers/<list>.csv`, validate and normalise addresses.
+
+Lists come from spreadsheets and CRM exports, so the reader accepts what Excel and
+friends write (UTF-8 with or without BOM, `,` or `;` or tab, quoted fields, CRLF,
+blank lines, stray spaces) and refuses, with the line and byte, what it cannot read
+without guessing (another encoding, an unclosed quote that would swallow rows).
+
+Nothing here holds a whole list in memory: rows are yielded one by one, and only a
+dictionary of the addresses already seen (for duplicates) grows with the list.
+
+Validation is email-validator's (syntax only, no DNS).  Because real lists repeat a
+few hundred domains, the domain part is judged once per distinct domain and the
+common ASCII local part by the same regular expression email-validator uses; every
+address outside that fast path goes to `validate_email` itself, so the verdicts and
+messages are email-validator's in all cases.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import os
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, TextIO
+
+from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
+
+from .config import Workspace
+from .errors import Problem, SubscriberListError
+
+if TYPE_CHECKING:
+    from .suppressions import SuppressionList
+
+SUPPRESSIONS_FILE = "suppressions.csv"
+EMAIL_MAX_BYTES = 254  # RFC 3696 errata 1690, the limit email-validator applies
+DELIMITERS = (",", ";", "\t")
+RESAVE_HINT = "open it in your spreadsheet and save it again as 'CSV UTF-8 (comma delimited)'"
+
+# Header spellings seen in exports (Mailchimp "Email Address", Excel "E-mail", ...),
+# compared after lower-casing and turning spaces and hyphens into underscores.
+_ALIASES: dict[str, str] = {
+    "email": "email",
+    "e_mail": "email",
+    "email_address": "email",
+    "e_mail_address": "email",
+    "name": "name",
+    "full_name": "name",
+    "first_name": "first_name",
+    "firstname": "first_name",
+    "given_name": "first_name",
+    "language": "language",
+    "lang": "language",
+    "tags": "tags",
+    "tag": "tags",
+    "subscribed_at": "subscribed_at",
+    "consent": "consent",
+}
+KNOWN_COLUMNS = ("email", "name", "first_name", "language", "tags", "subscribed_at", "consent")
+_TAG_SPLIT = re.compile(r"[;,]")
+_CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+_NOT_FAST = re.compile(r'[<>"(),:\[\]\\\s]')
+_EMPTY_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+
+
+# --------------------------------------------------------------------------- addresses
+
+_DOMAIN_CACHE_MAX = 100_000
+_domain_cache: dict[str, tuple[str, str] | None] = {}
+
+
+def _judge_domain(domain: str) -> tuple[str, str] | None:
+    """(unicode domain, ASCII domain) if email-validator accepts `x@domain`, else None.
+
+    Cached per distinct domain: this is where the time goes (IDNA, UTS-46), and a
+    list of a million addresses has a few hundred domains.  A rejected domain is not
+    given a reason here: the caller re-runs the whole address through
+    email-validator so the message is exactly the one it would give.
+    """
+    try:
+        return _domain_cache[domain]
+    except KeyError:
+        pass
+    try:
+        probe = validate_email("x@" + domain, check_deliverability=False)
+        verdict: tuple[str, str] | None = (probe.domain, probe.ascii_domain)
+    except EmailNotValidError:
+        verdict = None
+    if len(_domain_cache) >= _DOMAIN_CACHE_MAX:  # keep memory bounded on pathological lists
+        _domain_cache.clear()
+    _domain_cache[domain] = verdict
+    return verdict
+
+
+def normalise_email(raw: str) -> str:
+    """The canonical form of an address: trimmed, NFC, domain lower-cased (Unicode IDN form).
+
+    Raises ValueError whose message is email-validator's human reason.  The local
+    part keeps its case (mailboxes may be case-sensitive); compare with
+    :func:`email_key`.
+    """
+    text = raw.strip()
+    if not text:
+        raise ValueError("the email address is empty")
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    if text.count("@") == 1 and not _NOT_FAST.search(text):
+        local, _, domain = text.partition("@")
+        if DOT_ATOM_TEXT.match(local):
+            judged = _judge_domain(domain)
+            if judged is not None:
+                if local.lower() in _CASE_INSENSITIVE:
+                    local = local.lower()
+                uni_domain, ascii_domain = judged
+                normalised = f"{local}@{uni_domain}"
+                if (
+                    len(text.encode()) <= EMAIL_MAX_BYTES
+                    and len(normalised.encode()) <= EMAIL_MAX_BYTES
+                    and len(local) + 1 + len(ascii_domain) <= EMAIL_MAX_BYTES
+                ):
+                    return normalised
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def email_key(email: str) -> str:
+    """The comparison key of a normalised address: duplicates are found case-insensitively."""
+    return email.lower()
+
+
+def suppression_key(raw: str) -> str:
+    """Key for matching any string against suppressions, valid address or not."""
+    try:
+        return email_key(normalise_email(raw))
+    except ValueError:
+        return raw.strip().lower()
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One valid row of a list; `email` is normalised, `line` is where the row starts."""
+
+    email: str
+    name: str | None
+    first_name: str | None
+    language: str | None
+    tags: frozenset[str]
+    subscribed_at: str | None
+    consent: str | None
+    attributes: Mapping[str, str]
+    list_name: str
+    line: int
+
+    @property
+    def key(self) -> str:
+        return email_key(self.email)
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """A row that will not be used: an invalid address or a repeat of an earlier row."""
+
+    path: Path
+    line: int
+    kind: str  # "invalid" | "duplicate"
+    email: str  # as written in the file
+    reason: str
+    first_line: int | None = None  # duplicates: the line of the row that is used
+
+    def render(self) -> str:
+        shown = self.email if self.email.strip() else "(empty)"
+        return f"{self.path}:{self.line}: {self.kind}: {shown}: {self.reason}"
+
+    def as_problem(self) -> Problem:
+        return Problem(
+            message=f"{self.email!r}: {self.reason}",
+            path=self.path,
+            line=self.line,
+            field="email",
+            code=self.kind,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": str(self.path),
+            "line": self.line,
+            "kind": self.kind,
+            "email": self.email,
+            "reason": self.reason,
+            "first_line": self.first_line,
+        }
+
+
+# --------------------------------------------------------------------------- CSV reading
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """What the header line told us; `import` writes new rows in the same shape."""
+
+    path: Path
+    delimiter: str
+    header: tuple[str, ...]  # as written (trimmed)
+    canonical: tuple[str | None, ...]  # known column name or None (an attribute)
+    line_ending: str
+    bom: bool
+
+    def index(self, column: str) -> int | None:
+        try:
+            return self.canonical.index(column)
+        except ValueError:
+            return None
+
+
+def _error(path: Path, line: int | None, message: str, hint: str | None = None,
+           field: str | None = None) -> SubscriberListError:
+    return SubscriberListError(
+        Problem(message=message, path=path, line=line, field=field, hint=hint)
+    )
+
+
+def _check_encoding(path: Path) -> None:
+    """Refuse anything that is not UTF-8 before a single row is used.
+
+    Done up front (a fast C-level pass) so that a send never starts on the first
+    half of a list and then stops on a Latin-1 byte in the second half.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    lines_before = 0
+    with path.open("rb") as handle:
+        first = handle.read(4)
+        if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise _error(path, 1, "the file is UTF-16 ('Unicode text'), not UTF-8",
+                         hint=RESAVE_HINT)
+        handle.seek(0)
+        while True:
+            chunk = handle.read(1 << 20)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                line = lines_before + chunk.count(b"\n", 0, exc.start) + 1
+                line_start = chunk.rfind(b"\n", 0, exc.start) + 1
+                byte = chunk[exc.start]
+                column = exc.start - line_start + 1 if line_start or lines_before else None
+                where = f"byte {column} of the line" if column else "this line"
+                guess = _guess_encoding(byte)
+                raise _error(
+                    path, line,
+                    f"the file is not UTF-8: {where} is 0x{byte:02X}{guess}",
+                    hint=RESAVE_HINT,
+                ) from None
+            if not chunk:
+                return
+            lines_before += chunk.count(b"\n")
+
+
+def _guess_encoding(byte: int) -> str:
+    if 0x80 <= byte <= 0x9F:
+        return " (probably Windows-1252, e.g. from Excel 'CSV (comma delimited)')"
+    if byte >= 0xA0:
+        return f" (in Latin-1 that is {bytes([byte]).decode('latin-1')!r})"
+    return ""
+
+
+def _canonical(name: str) -> str | None:
+    key = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    return _ALIASES.get(key)
+
+
+def _read_header(path: Path, first_line: str, number: int = 1) -> CsvLayout:
+    """Pick the delimiter whose split of the header has an `email` column."""
+    line_ending = "\r\n" if first_line.endswith("\r\n") else "\n"
+    text = first_line.lstrip("\ufeff").rstrip("\r\n")
+    best: list[str] = []
+    for delimiter in DELIMITERS:
+        try:
+            names = next(csv.reader([text], delimiter=delimiter, strict=True), [])
+        except csv.Error:
+            continue
+        names = [n.strip() for n in names]
+        canonical = [_canonical(n) for n in names]
+        if "email" in canonical:
+            _check_unique_columns(path, number, names, canonical)
+            return CsvLayout(path, delimiter, tuple(names), tuple(canonical),
+                             line_ending, first_line.startswith("\ufeff"))
+        if len(names) > len(best):
+            best = names
+    if not text.strip():
+        raise _error(path, 1, "the file is empty: the first line must be a header such as "
+                     "'email,name,language'", field="email")
+    found = ", ".join(repr(n) for n in best) if best else "none"
+    hint = "the first line must name the columns and one of them must be 'email'"
+    if "@" in text:
+        hint = ("the first line looks like an address, not a header: insert a first line "
+                "such as 'email,name'")
+    elif len(best) <= 1:
+        hint += "; columns must be separated by ',' or ';'"
+    raise _error(path, number, f"no 'email' column; columns found: {found}", hint=hint,
+                 field="email")
+
+
+def _check_unique_columns(
+    path: Path, number: int, names: list[str], canonical: list[str | None]
+) -> None:
+    seen: dict[str, int] = {}
+    for i, (name, known) in enumerate(zip(names, canonical, strict=True)):
+        key = known or name
+        if not key:
+            continue
+        if key in seen:
+            j = seen[key]
+            raise _error(
+                path, number,
+                f"columns {j + 1} ({names[j]!r}) and {i + 1} ({name!r}) both mean {key!r}",
+                hint="rename or delete one of them", field=key,
+            )
+        seen[key] = i
+
+
+def _header(path: Path, handle: TextIO) -> tuple[int, CsvLayout]:
+    """The header is the first non-blank line (some exports start with an empty one)."""
+    number = 1
+    line = handle.readline()
+    while line and not line.lstrip("\ufeff").strip():
+        number += 1
+        line = handle.readline()
+    if number > 1 and line.startswith("\ufeff"):
+        line = line[1:]
+    return number, _read_header(path, line, number)
+
+
+def read_layout(path: Path) -> CsvLayout:
+    """The header of a list (encoding checked first); raises SubscriberListError."""
+    _check_encoding(path)
+    with path.open(encoding="utf-8", newline="") as handle:
+        return _header(path, handle)[1]
+
+
+def iter_rows(path: Path) -> Iterator[tuple[CsvLayout, int, list[str]]]:
+    """(layout, first line of the row, trimmed fields) for every non-blank data row.
+
+    Raises SubscriberListError for an unreadable file before yielding anything
+    (encoding, header), and for an unclosed quote at the row where it opens.
+    """
+    try:
+        _check_encoding(path)
+        handle = path.open(encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise _error(path, None, "file not found") from None
+    except IsADirectoryError:
+        raise _error(path, None, "is a folder, not a CSV file") from None
+    with handle:
+        header_line, layout = _header(path, handle)
+        reader = csv.reader(handle, delimiter=layout.delimiter, strict=True)
+        delimiter = layout.delimiter
+        last = header_line
+        while True:
+            start = last + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise _error(
+                    path, start,
+                    f"cannot read the row that starts here ({exc})",
+                    hint='a double quote (") opened in this row is not closed where it should '
+                    'be; quote whole values, and write a quote inside a value as ""',
+                ) from None
+            last = reader.line_num + header_line
+            if last > start:
+                _check_runaway_quote(path, start, fields, delimiter)
+            stripped = [f.strip() for f in fields]
+            if any(stripped):
+                yield layout, start, stripped
+
+
+def _check_runaway_quote(path: Path, line: int, fields: list[str], delimiter: str) -> None:
+    """A row spanning lines whose value holds what looks like further rows is a lost quote."""
+    for value in fields:
+        if "\n" in value or "\r" in value:
+            rest = value.splitlines()[1:]
+            if any(delimiter in part and "@" in part for part in rest):
+                raise _error(
+                    path, line,
+                    "a quoted value that starts in this row runs over the next "
+                    f"{len(rest)} line(s), which look like other subscribers",
+                    hint='a double quote (") is missing or extra in this row; fix it so no '
+                    "subscriber is swallowed",
+                )
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def list_names(ws: Workspace) -> list[str]:
+    """Every list in subscribers/ (file stems), sorted; suppressions.csv is not a list."""
+    folder = ws.subscribers_dir
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.stem for p in folder.glob("*.csv") if p.name != SUPPRESSIONS_FILE and p.is_file()
+    )
+
+
+def list_path(ws: Workspace, name: str) -> Path:
+    """subscribers/<name>.csv; a missing list names the lists that exist."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise _error(ws.subscribers_dir / f"{name}.csv", None,
+                     f"{name!r} is not a list name", hint="use the file name without '.csv'")
+    if name.endswith(".csv"):
+        name = name[:-4]
+    path = ws.subscribers_dir / f"{name}.csv"
+    if name + ".csv" == SUPPRESSIONS_FILE:
+        raise _error(path, None, "suppressions.csv is not a subscriber list",
+                     hint="it lists who must never be sent to; choose another list")
+    if not path.is_file():
+        names = list_names(ws)
+        available = ", ".join(names) if names else "none yet"
+        raise _error(path, None, f"no subscriber list named {name!r}",
+                     hint=f"lists in {ws.subscribers_dir}: {available}")
+    return path
+
+
+class _RowBuilder:
+    """Turns the fields of one row into a Subscriber; column positions are fixed per file."""
+
+    def __init__(self, layout: CsvLayout, list_name: str) -> None:
+        self.list_name = list_name
+        self.email = layout.index("email")
+        self.name = layout.index("name")
+        self.first_name = layout.index("first_name")
+        self.language = layout.index("language")
+        self.tags = layout.index("tags")
+        self.subscribed_at = layout.index("subscribed_at")
+        self.consent = layout.index("consent")
+        self.attributes = [
+            (name, i)
+            for i, (name, known) in enumerate(zip(layout.header, layout.canonical, strict=True))
+            if known is None and name
+        ]
+        self.width = len(layout.header)
+
+    @staticmethod
+    def _get(fields: list[str], index: int | None) -> str | None:
+        if index is None or index >= len(fields):
+            return None
+        return fields[index] or None
+
+    def raw_email(self, fields: list[str]) -> str:
+        return self._get(fields, self.email) or ""
+
+    def extra_values(self, fields: list[str]) -> int:
+        """How many non-empty values lie beyond the header's columns."""
+        return sum(1 for value in fields[self.width:] if value)
+
+    def build(self, email: str, fields: list[str], line: int) -> Subscriber:
+        get = self._get
+        name = get(fields, self.name)
+        first_name = get(fields, self.first_name)
+        if first_name is None and name is not None:
+            first_name = name.split()[0]
+        language = get(fields, self.language)
+        tags_value = get(fields, self.tags)
+        tags = (
+            frozenset(t for t in (p.strip() for p in _TAG_SPLIT.split(tags_value)) if t)
+            if tags_value
+            else frozenset()
+        )
+        attributes: Mapping[str, str] = _EMPTY_ATTRIBUTES
+        if self.attributes:
+            attributes = {
+                key: fields[i] for key, i in self.attributes if i < len(fields) and fields[i]
+            }
+        return Subscriber(
+            email=email,
+            name=name,
+            first_name=first_name,
+            language=language.lower() if language else None,
+            tags=tags,
+            subscribed_at=get(fields, self.subscribed_at),
+            consent=get(fields, self.consent),
+            attributes=attributes,
+            list_name=self.list_name,
+            line=line,
+        )
+
+
+_FILE_BITS = 20  # entries: key -> line << 20 | file number << 1 | selected flag
+
+
+def _scan(
+    path: Path, list_name: str, entries: dict[str, int], file_no: int
+) -> Iterator[Subscriber | RowProblem | tuple[str, Subscriber]]:
+    """The shared loop of iter_list and Audience.
+
+    `entries` maps each address met so far to one small int (line, file number,
+    selected flag): a million-row list stays within budget, and a repeat inside the
+    same file (a problem, reported with both lines) is told from the same person on
+    an earlier list, yielded as ("overlap", subscriber) for Audience to decide.
+    """
+    builder: _RowBuilder | None = None
+    file_mask = (1 << (_FILE_BITS - 1)) - 1
+    for layout, line, fields in iter_rows(path):
+        if builder is None:
+            builder = _RowBuilder(layout, list_name)
+        raw = builder.raw_email(fields)
+        extra = builder.extra_values(fields)
+        if extra:
+            yield RowProblem(
+                path, line, "invalid", raw,
+                f"the row has {extra} more value(s) than the header has columns "
+                f"({builder.width}); a value containing {layout.delimiter!r} must be "
+                "in double quotes",
+            )
+            continue
+        try:
+            email = normalise_email(raw)
+        except ValueError as exc:
+            reason = str(exc) if raw else "the email column is empty"
+            yield RowProblem(path, line, "invalid", raw, reason)
+            continue
+        key = email.lower()
+        previous = entries.get(key)
+        if previous is None:
+            entries[key] = (line << _FILE_BITS) | (file_no << 1)
+            yield builder.build(email, fields, line)
+        elif (previous >> 1) & file_mask == file_no:
+            first = previous >> _FILE_BITS
+            yield RowProblem(path, line, "duplicate", raw, f"same address as line {first}", first)
+        else:
+            yield ("overlap", builder.build(email, fields, line))
+
+
+def iter_list(path: Path, list_name: str) -> Iterator[Subscriber | RowProblem]:
+    """Every row of one list in file order: a Subscriber, or a RowProblem saying why not.
+
+    Streaming; raises SubscriberListError for a file that cannot be read at all
+    (encoding, header, unclosed quote) before yielding the row concerned.
+    """
+    for item in _scan(path, list_name, {}, 0):
+        assert not isinstance(item, tuple)
+        yield item
+
+
+class Audience:
+    """The recipients of a send: unique, valid, not suppressed, matching the tags.
+
+    Iterating streams the lists in the order given (the first list wins when an
+    address is on several) and counts every row in exactly one bucket:
+    ``rows == valid + invalid + duplicates + overlap + filtered_out + suppressed``.
+    ``valid`` is the number of Subscribers yielded.  Tags select subscribers having
+    at least one of them (case-insensitive).  A second iteration re-reads the files
+    (and the suppression list, if it changed).
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        list_names: Sequence[str],
+        tags: Sequence[str] = (),
+        suppressions: SuppressionList | None = None,
+    ) -> None:
+        from .suppressions import SuppressionList
+
+        if not list_names:
+            raise _error(ws.subscribers_dir, None, "no subscriber list given",
+                         hint="name at least one list, e.g. --list sample")
+        self.workspace = ws
+        self.list_names = list(dict.fromkeys(list_names))
+        self.paths = [list_path(ws, name) for name in self.list_names]
+        self.tags = frozenset(t.strip().casefold() for t in tags if t.strip())
+        self.suppression_list = (
+            suppressions if suppressions is not None else SuppressionList(ws.suppressions_path)
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows = 0
+        self.valid = 0
+        self.invalid = 0
+        self.duplicates = 0
+        self.overlap = 0
+        self.suppressed = 0
+        self.filtered_out = 0
+        self.problems: list[RowProblem] = []
+
+    def _wanted(self, subscriber: Subscriber) -> bool:
+        if not self.tags:
+            return True
+        return any(t.casefold() in self.tags for t in subscriber.tags)
+
+    def __iter__(self) -> Iterator[Subscriber]:
+        self._reset()
+        suppressions = self.suppression_list
+        suppressions.refresh()
+        entries: dict[str, int] = {}
+        for file_no, (name, path) in enumerate(zip(self.list_names, self.paths, strict=True)):
+            for item in _scan(path, name, entries, file_no):
+                self.rows += 1
+                if isinstance(item, RowProblem):
+                    self.problems.append(item)
+                    if item.kind == "duplicate":
+                        self.duplicates += 1
+                    else:
+                        self.invalid += 1
+                    continue
+                if isinstance(item, tuple):
+                    subscriber = item[1]
+                    key = subscriber.key
+                    if entries[key] & 1:  # an earlier list's row was selected (or suppressed)
+                        self.overlap += 1
+                        continue
+                    # the earlier row did not match the tags; this one may
+                    entries[key] = (subscriber.line << _FILE_BITS) | (file_no << 1)
+                else:
+                    subscriber = item
+                    key = subscriber.key
+                if not self._wanted(subscriber):
+                    self.filtered_out += 1
+                    continue
+                entries[key] |= 1
+                if suppressions.contains_key(key):
+                    self.suppressed += 1
+                    continue
+                self.valid += 1
+                yield subscriber
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "duplicates": self.duplicates,
+            "overlap": self.overlap,
+            "filtered_out": self.filtered_out,
+            "suppressed": self.suppressed,
+        }
+
+
+def is_list_file(path: Path) -> bool:
+    """A CSV in subscribers/ that is a list (not the suppression file)."""
+    return path.suffix.lower() == ".csv" and path.name != SUPPRESSIONS_FILE
+
+
+def describe_path(path: Path) -> str:
+    """A path relative to the current folder when possible, for messages."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
