@@ -195,9 +195,6 @@ def lint_output(located: Located, cfg: Config, html: str, text: str, theme_dir: 
     for href in tags.hrefs:
         if not href.strip() or href.strip() == "#":
             out.append(Problem(message="a link has an empty address", path=template, code="empty_link"))
-    if "{{" in html or "{%" in html:
-        out.append(Problem(message="template syntax was left in the HTML (`{{` or `{%`)",
-                           path=template, code="template_leftover"))
     org = cfg.organisation.postal_address
     if not _contains_text(html, org) or " ".join(org.split()) not in " ".join(text.split()):
         out.append(Problem(message="the postal address is missing from the email",

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS esp_events (
     received_at TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS esp_events_issue ON esp_events (issue_id, kind);
+CREATE INDEX IF NOT EXISTS esp_events_email ON esp_events (email, at);
 CREATE TABLE IF NOT EXISTS loop_state (
     key        TEXT PRIMARY KEY,
     value      TEXT NOT NULL,
@@ -224,6 +225,30 @@ class EventStore:
                 " GROUP BY issue_id ORDER BY max(at)"
             )
             return [str(r[0]) for r in cur]
+
+    def one_click_unsubscribes_for(self, issue_id: str) -> list[tuple[str, int]]:
+        """(address, time) of one-click unsubscribes whose latest issue received was this one.
+
+        Our unsubscribe links carry the address and list, not the issue, so the
+        issue is inferred: the one whose first event for that address came last
+        before the unsubscribe.
+        """
+        with self._lock:
+            conn = self._connect()
+            clicks = conn.execute(
+                "SELECT email, at FROM esp_events WHERE provider = 'one-click'"
+            ).fetchall()
+            out: list[tuple[str, int]] = []
+            for email, at in clicks:
+                firsts = conn.execute(
+                    "SELECT issue_id, min(at) FROM esp_events WHERE email = ?"
+                    " AND issue_id IS NOT NULL GROUP BY issue_id",
+                    (email,),
+                ).fetchall()
+                before = [(int(first), str(iss)) for iss, first in firsts if int(first) <= at]
+                if before and max(before)[1] == issue_id:
+                    out.append((str(email), int(at)))
+        return out
 
     def get_state(self, key: str) -> str | None:
         with self._lock:

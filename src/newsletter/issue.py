@@ -34,7 +34,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import IssueError, Problem
 
-MAX_FILE_BYTES = 2_000_000
+MAX_FILE_BYTES = 10_000_000
 MAX_MARKDOWN_CHARS = 10_000
 MAX_ARTICLES = 40
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import LedgerError
+from .subscribers import email_key
 
 SCHEMA_VERSION = 1
 
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS sends (
     backend TEXT NOT NULL,
     state TEXT NOT NULL,
     test INTEGER NOT NULL DEFAULT 0,
+    force_resend INTEGER NOT NULL DEFAULT 0,
     subject TEXT NOT NULL DEFAULT '',
     planned_recipients INTEGER NOT NULL DEFAULT 0,
     send_at INTEGER,
@@ -109,12 +111,13 @@ CREATE TABLE IF NOT EXISTS recipients (
     send_id INTEGER NOT NULL,
     issue_id TEXT,
     email TEXT NOT NULL,
+    email_key TEXT NOT NULL,
     name TEXT,
     first_name TEXT,
     language TEXT,
     list_name TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email);
+CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email_key);
 CREATE INDEX IF NOT EXISTS recipients_batch ON recipients(batch_id);
 """
 
@@ -163,6 +166,7 @@ class SendSummary:
     backend: str
     state: str
     test: bool
+    force_resend: bool
     subject: str
     planned_recipients: int
     send_at: int | None
@@ -315,13 +319,14 @@ class Ledger:
         subject: str = "",
         planned_recipients: int = 0,
         send_at: int | None = None,
+        force_resend: bool = False,
     ) -> int:
         now = _now()
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO sends (issue_id, lists, tags, backend, state, test, subject,"
-                " planned_recipients, send_at, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO sends (issue_id, lists, tags, backend, state, test, force_resend,"
+                " subject, planned_recipients, send_at, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     issue_id,
                     json.dumps(sorted(set(lists))),
@@ -329,6 +334,7 @@ class Ledger:
                     backend,
                     PLANNED,
                     int(test),
+                    int(force_resend),
                     subject,
                     planned_recipients,
                     send_at,
@@ -432,6 +438,7 @@ class Ledger:
                     backend=r["backend"],
                     state=r["state"],
                     test=bool(r["test"]),
+                    force_resend=bool(r["force_resend"]),
                     subject=r["subject"],
                     planned_recipients=int(r["planned_recipients"]),
                     send_at=r["send_at"],
@@ -521,11 +528,11 @@ class Ledger:
             )
             batch_id = int(cur.lastrowid or 0)
             db.executemany(
-                "INSERT INTO recipients (batch_id, send_id, issue_id, email, name, first_name,"
-                " language, list_name) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO recipients (batch_id, send_id, issue_id, email, email_key, name,"
+                " first_name, language, list_name) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
-                    (batch_id, send_id, issue_id, r.email, r.name, r.first_name, r.language,
-                     r.list_name)
+                    (batch_id, send_id, issue_id, r.email, email_key(r.email), r.name,
+                     r.first_name, r.language, r.list_name)
                     for r in recipients
                 ],
             )
@@ -660,16 +667,16 @@ class Ledger:
         if only_send is not None:
             sql = (
                 "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
-                " WHERE r.issue_id=? AND r.email=? AND r.send_id=? AND b.state!=? LIMIT 1"
+                 " WHERE r.issue_id=? AND r.email_key=? AND r.send_id=? AND b.state!=? LIMIT 1"
             )
-            params: tuple[Any, ...] = (issue_id, email, only_send, B_CANCELLED)
+            params: tuple[Any, ...] = (issue_id, email_key(email), only_send, B_CANCELLED)
         else:
             sql = (
                 "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
                 " JOIN sends s ON s.id=r.send_id"
-                " WHERE r.issue_id=? AND r.email=? AND s.backend=? AND b.state!=? LIMIT 1"
+                 " WHERE r.issue_id=? AND r.email_key=? AND s.backend=? AND b.state!=? LIMIT 1"
             )
-            params = (issue_id, email, backend, B_CANCELLED)
+            params = (issue_id, email_key(email), backend, B_CANCELLED)
         return self._db.execute(sql, params).fetchone() is not None
 
     def log(self, send_id: int) -> list[tuple[str, str | None, str, str | None]]:

@@ -23,8 +23,9 @@ import logging
 import re
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -43,6 +44,8 @@ from .config import WEBHOOK_KEY_ENV, Workspace, env_secret, newsletter_secrets
 from .errors import ConfigError, NewsletterError, TokenError
 from .esp.sendgrid_events import BatchError, parse_batch
 from .events import Event, EventStore, suppressing
+from .subscribers import normalise_email, suppression_key
+from .suppressions import Suppression, add_suppressions
 from .tokens import Unsubscribe, verify_token
 
 log = logging.getLogger("newsletter.server")
@@ -167,7 +170,8 @@ class Pages:
             try:
                 env.get_template(name)
             except TemplateError as exc:
-                raise ConfigError(f"{folder / name}: {exc}", key=f"templates/pages/{name}") from None
+                raise ConfigError(f"{folder / name}: {exc}",
+                                  key=f"templates/pages/{name}") from None
         return pages
 
     def pick_language(self, *wanted: str | None, accept: str | None = None) -> str:
@@ -287,25 +291,7 @@ class WebhookVerifier:
 # --- the app -----------------------------------------------------------------------------
 
 
-def _normaliser() -> Callable[[str], str]:
-    """subscribers.normalise_email when it accepts the address, else lower-case (never fail)."""
-    try:
-        from .subscribers import normalise_email
-    except ImportError:  # pragma: no cover - helper A's module not there yet
-        return lambda raw: raw.strip().lower()
-
-    def normalise(raw: str) -> str:
-        try:
-            return normalise_email(raw)
-        except (NewsletterError, ValueError):
-            return raw.strip().lower()
-
-    return normalise
-
-
 def _iso(ts: float) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(ts, UTC).replace(microsecond=0).isoformat()
 
 
@@ -320,15 +306,20 @@ class Loop:
         self.max_body = cfg.server.max_body_bytes
         self.pages = Pages.load(ws)
         self.store = EventStore(ws.state_db)
-        self.normalise = _normaliser()
 
     # One place that writes suppressions: durable before anyone is told "done".
     def suppress(self, entries: list[tuple[str, str, str, float]]) -> int:
-        from .suppressions import Suppression, add_suppressions
-
-        rows = [Suppression(email=self.normalise(email), reason=reason, source=source,
-                            at=_iso(at))
-                for email, reason, source, at in entries]
+        rows: list[Suppression] = []
+        for email, reason, source, at in entries:
+            try:
+                address = normalise_email(email)
+            except ValueError as exc:  # we never send to it, so there is nothing to stop
+                log.warning("not suppressing %s (%s): not a valid address: %s",
+                            _mask(email), source, exc)
+                continue
+            rows.append(Suppression(email=address, reason=reason, source=source, at=_iso(at)))
+        if not rows:
+            return 0
         return len(add_suppressions(self.ws.suppressions_path, rows))
 
     def ingest(self, body: bytes) -> tuple[int, int, int, list[str]]:
@@ -346,7 +337,7 @@ class Loop:
     def one_click(self, who: Unsubscribe) -> int:
         now = time.time()
         added = self.suppress([(who.email, "unsubscribed", ONE_CLICK_SOURCE, now)])
-        email = self.normalise(who.email)
+        email = suppression_key(who.email)
         try:
             self.store.add([Event(
                 event_id=f"one-click:{who.list_name}:{email}", provider=ONE_CLICK_SOURCE,
@@ -391,8 +382,11 @@ def create_app(ws: Workspace) -> Starlette:
         except BodyTooLarge:
             log.warning("unsubscribe: 413 body over %d bytes", FORM_MAX_BYTES)
             return PlainTextResponse("request body too large", status_code=413)
-        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
-        lang = language(request, (form.get("lang") or [None])[0])
+        try:
+            form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+        except ValueError:  # too many fields: ignore the form, the token is what counts
+            form = {}
+        lang = language(request, form.get("lang", [""])[0])
         try:
             added = await run_in_threadpool(loop.one_click, who)
         except (NewsletterError, OSError) as exc:

@@ -21,12 +21,14 @@ import codecs
 import csv
 import os
 import re
+import shutil
+import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
@@ -66,6 +68,7 @@ _TAG_SPLIT = re.compile(r"[;,]")
 _CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 _NOT_FAST = re.compile(r'[<>"(),:\[\]\\\s]')
 _EMPTY_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+_CsvWriter = Any  # csv.writer's type is private (_csv._writer)
 
 
 # --------------------------------------------------------------------------- addresses
@@ -177,9 +180,10 @@ class RowProblem:
     reason: str
     first_line: int | None = None  # duplicates: the line of the row that is used
 
-    def render(self) -> str:
+    def render(self, path: str | None = None) -> str:
+        """`file:line: kind: address: reason`; `path` replaces the file as shown."""
         shown = self.email if self.email.strip() else "(empty)"
-        return f"{self.path}:{self.line}: {self.kind}: {shown}: {self.reason}"
+        return f"{path or self.path}:{self.line}: {self.kind}: {shown}: {self.reason}"
 
     def as_problem(self) -> Problem:
         return Problem(
@@ -413,21 +417,26 @@ def list_names(ws: Workspace) -> list[str]:
     )
 
 
-def list_path(ws: Workspace, name: str) -> Path:
-    """subscribers/<name>.csv; a missing list names the lists that exist."""
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise _error(ws.subscribers_dir / f"{name}.csv", None,
-                     f"{name!r} is not a list name", hint="use the file name without '.csv'")
-    if name.endswith(".csv"):
-        name = name[:-4]
+def list_file(ws: Workspace, name: str) -> Path:
+    """subscribers/<name>.csv, whether or not it exists; refuses names that are not lists."""
+    name = name.strip().removesuffix(".csv")
     path = ws.subscribers_dir / f"{name}.csv"
-    if name + ".csv" == SUPPRESSIONS_FILE:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise _error(path, None, f"{name!r} is not a list name",
+                     hint="use the file name in subscribers/ without '.csv', e.g. 'members'")
+    if path.name == SUPPRESSIONS_FILE:
         raise _error(path, None, "suppressions.csv is not a subscriber list",
                      hint="it lists who must never be sent to; choose another list")
+    return path
+
+
+def list_path(ws: Workspace, name: str) -> Path:
+    """subscribers/<name>.csv; a missing list names the lists that exist."""
+    path = list_file(ws, name)
     if not path.is_file():
         names = list_names(ws)
         available = ", ".join(names) if names else "none yet"
-        raise _error(path, None, f"no subscriber list named {name!r}",
+        raise _error(path, None, f"no subscriber list named {path.stem!r}",
                      hint=f"lists in {ws.subscribers_dir}: {available}")
     return path
 
@@ -659,3 +668,202 @@ def describe_path(path: Path) -> str:
         return os.path.relpath(path)
     except ValueError:
         return str(path)
+
+
+# --------------------------------------------------------------------------- import
+
+
+@dataclass
+class ImportReport:
+    """What `subscribers import` did: counts by outcome and why each row was skipped.
+
+    Rows already on the list are only counted (re-importing a whole CRM export is
+    normal and would drown the rest); every other skipped row is kept with its line.
+    """
+
+    source: Path
+    target: Path
+    created: bool = False
+    written: bool = False
+    added: int = 0
+    already_listed: int = 0
+    skipped: list[RowProblem] = field(default_factory=list)
+    dropped_columns: list[tuple[str, int]] = field(default_factory=list)  # name, values lost
+
+    def count(self, kind: str) -> int:
+        return sum(1 for p in self.skipped if p.kind == kind)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": str(self.source),
+            "target": str(self.target),
+            "created": self.created,
+            "written": self.written,
+            "added": self.added,
+            "already_listed": self.already_listed,
+            "skipped": [p.as_dict() for p in self.skipped],
+            "dropped_columns": [{"column": c, "values": n} for c, n in self.dropped_columns],
+        }
+
+
+def _column_map(source: CsvLayout, target: CsvLayout) -> list[int | None]:
+    """For each target column, the source column feeding it (known names by meaning)."""
+    by_meaning: dict[str, int] = {}
+    for i, (name, known) in enumerate(zip(source.header, source.canonical, strict=True)):
+        by_meaning.setdefault(known or name.strip().lower(), i)
+    return [
+        by_meaning.get(known or name.strip().lower())
+        for name, known in zip(target.header, target.canonical, strict=True)
+    ]
+
+
+def import_list(
+    source: Path,
+    target: Path,
+    *,
+    suppressions: SuppressionList | None = None,
+    create: bool = False,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Merge a CRM export into a list: new, valid, unsuppressed addresses are appended.
+
+    The target's existing bytes are kept as they are (BOM, quoting, invalid rows a
+    person still has to fix) and new rows are written in its delimiter, line ending
+    and column order.  Source columns the target has no column for are reported in
+    ``dropped_columns``, never dropped silently.  The write is atomic (temporary
+    file, fsync, rename), so an interrupted import leaves the list as it was.
+    Suppressed addresses are skipped: importing must not re-subscribe anyone who
+    asked to leave.
+    """
+    report = ImportReport(source=source, target=target)
+    source_layout = read_layout(source)
+    if target.exists():
+        target_layout = read_layout(target)
+        existing: dict[str, int] = {}
+        for item in iter_list(target, target.stem):
+            if isinstance(item, Subscriber):
+                existing[item.key] = item.line
+    elif create:
+        report.created = True
+        target_layout = CsvLayout(target, ",", source_layout.header, source_layout.canonical,
+                                  "\n", False)
+        existing = {}
+    else:
+        raise _error(target, None, "the list does not exist",
+                     hint="check the name, or add --create to start a new list")
+    columns = _column_map(source_layout, target_layout)
+    used = {i for i in columns if i is not None}
+    dropped = [i for i, name in enumerate(source_layout.header) if i not in used and name]
+    dropped_values = dict.fromkeys(dropped, 0)
+
+    with _AtomicAppend(target, target_layout, enabled=not dry_run) as out:
+        seen: dict[str, int] = {}
+        width = len(source_layout.header)
+        email_in = source_layout.canonical.index("email")
+        email_out = target_layout.index("email")
+        for _, line, fields in iter_rows(source):
+            raw = fields[email_in] if email_in < len(fields) else ""
+            if any(fields[width:]):
+                report.skipped.append(RowProblem(
+                    source, line, "invalid", raw,
+                    f"the row has more values than the header has columns ({width}); a value "
+                    f"containing {source_layout.delimiter!r} must be in double quotes"))
+                continue
+            try:
+                email = normalise_email(raw)
+            except ValueError as exc:
+                reason = str(exc) if raw else "the email column is empty"
+                report.skipped.append(RowProblem(source, line, "invalid", raw, reason))
+                continue
+            key = email_key(email)
+            if key in existing:
+                report.already_listed += 1
+                continue
+            if key in seen:
+                report.skipped.append(RowProblem(
+                    source, line, "duplicate", raw, f"same address as line {seen[key]}",
+                    seen[key]))
+                continue
+            seen[key] = line
+            if suppressions is not None and suppressions.contains_key(key):
+                report.skipped.append(RowProblem(
+                    source, line, "suppressed", raw,
+                    "on the suppression list (unsubscribed, bounced or blocked)"))
+                continue
+            for i in dropped:
+                if i < len(fields) and fields[i]:
+                    dropped_values[i] += 1
+            row = [fields[i] if i is not None and i < len(fields) else "" for i in columns]
+            if email_out is not None:
+                row[email_out] = email
+            out.write(row)
+            report.added += 1
+        out.commit = report.added > 0
+    report.written = not dry_run and report.added > 0
+    report.dropped_columns = [(source_layout.header[i], n) for i, n in dropped_values.items()]
+    return report
+
+
+class _AtomicAppend:
+    """Copy the target to a temporary file, append rows, fsync and rename over it."""
+
+    def __init__(self, target: Path, layout: CsvLayout, *, enabled: bool) -> None:
+        self.target = target
+        self.layout = layout
+        self.enabled = enabled
+        self.commit = False
+        self._tmp: Path | None = None
+        self._handle: TextIO | None = None
+        self._writer: _CsvWriter | None = None
+
+    def __enter__(self) -> _AtomicAppend:
+        if not self.enabled:
+            return self
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.",
+                                    suffix=".tmp")
+        self._tmp = Path(name)
+        handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self._handle = handle
+        if self.target.exists():
+            with self.target.open("rb") as original:
+                data_end = b""
+                while chunk := original.read(1 << 20):
+                    handle.buffer.write(chunk)
+                    data_end = chunk[-1:]
+            handle.flush()
+            if data_end not in (b"", b"\n", b"\r"):
+                handle.write(self.layout.line_ending)
+            shutil.copymode(self.target, self._tmp)
+        else:
+            os.chmod(self._tmp, 0o644)
+        self._writer = csv.writer(handle, delimiter=self.layout.delimiter,
+                                  lineterminator=self.layout.line_ending)
+        if not self.target.exists():
+            self._writer.writerow(self.layout.header)
+        return self
+
+    def write(self, row: list[str]) -> None:
+        if self._writer is not None:
+            self._writer.writerow(row)
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if self._handle is None or self._tmp is None:
+            return
+        try:
+            if kind is None and self.commit:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._handle.close()
+                os.replace(self._tmp, self.target)
+                directory = os.open(self.target.parent, os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+                return
+        finally:
+            if not self._handle.closed:
+                self._handle.close()
+            if self._tmp.exists():
+                self._tmp.unlink()

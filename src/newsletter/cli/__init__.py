@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -64,20 +63,19 @@ from . import audience, issues, loop, sending, web  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the process exit code."""
+    """Console-script entry point; returns the process exit code.
+
+    typer/click run in standalone mode, so usage errors print their message and
+    exit 2 as usual; our own errors pass through it and are printed here.
+    """
     args = sys.argv[1:] if argv is None else argv
     state.debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
-        rv = command.main(args=args, prog_name="newsletter", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:  # usage errors: exit 2
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
+        command.main(args=args, prog_name="newsletter", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
@@ -86,5 +84,4 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code
-    # With standalone_mode=False click returns typer.Exit's code instead of raising it.
-    return rv if isinstance(rv, int) else 0
+    return 0

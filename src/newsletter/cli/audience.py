@@ -1,3 +1,312 @@
-"""Commands: audience (registered on the shared app when imported)."""
+"""Commands: `subscribers check|import` and `suppressions add|list`.
+
+Thin on purpose: reading, validating and merging live in `subscribers.py` and
+`suppressions.py`; this module picks the files, prints what happened in words a
+communications officer can act on, and sets the exit code (1 when rows need fixing).
+Output stays plain text (no colours needed to read it in a CI log).
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich import box
+from rich.table import Table
+
+from ..config import Workspace
+from ..errors import Problem, SubscriberListError
+from ..subscribers import (
+    ImportReport,
+    RowProblem,
+    Subscriber,
+    describe_path,
+    import_list,
+    iter_list,
+    list_file,
+    list_names,
+    list_path,
+    normalise_email,
+    suppression_key,
+)
+from ..suppressions import (
+    REASONS,
+    Suppression,
+    SuppressionList,
+    add_suppressions,
+    now_iso,
+    read_suppressions,
+)
+from . import app, console, err_console, state
+
+subscribers_app = typer.Typer(
+    help="Check subscriber lists and import CRM exports into them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+suppressions_app = typer.Typer(
+    help="The suppression list: addresses that never receive a send.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(suppressions_app, name="suppressions")
+
+FormatOption = Annotated[
+    Literal["text", "json"],
+    typer.Option("--format", help="text for people, json for scripts."),
+]
+Reason = Literal["unsubscribed", "bounced", "spam", "manual"]  # = suppressions.REASONS
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _table(*columns: str, numbers: bool = True) -> Table:
+    """A borderless table that reads well in a terminal and in a CI log alike."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="right" if numbers and i else "left")
+    return table
+
+
+def _targets(ws: Workspace, names: list[str]) -> list[tuple[str, Path]]:
+    """LIST arguments are list names, or paths to any CSV (to check an export first)."""
+    if not names:
+        found = list_names(ws)
+        if not found:
+            raise SubscriberListError(Problem(
+                message="no subscriber lists to check", path=ws.subscribers_dir,
+                hint="a list is a CSV file such as subscribers/members.csv with an 'email' column",
+            ))
+        return [(name, list_path(ws, name)) for name in found]
+    targets = []
+    for name in names:
+        if name.lower().endswith(".csv") and ("/" in name or Path(name).is_file()):
+            path = Path(name)
+            targets.append((path.stem, path))
+        else:
+            targets.append((name, list_path(ws, name)))
+    return targets
+
+
+def _relative(problem: Problem) -> Problem:
+    if problem.path is None:
+        return problem
+    return dataclasses.replace(problem, path=Path(describe_path(problem.path)))
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+@subscribers_app.command("check")
+def check(
+    lists: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[LIST]...",
+                       help="List names (subscribers/<name>.csv) or CSV paths; default: all."),
+    ] = None,
+    output: FormatOption = "text",
+) -> None:
+    """Count each list's rows and show every invalid or duplicate row with its line.
+
+    Exit status 1 when any row needs fixing or a file cannot be read.
+    """
+    ws = state.workspace()
+    targets = _targets(ws, list(lists or []))
+    file_errors: list[Problem] = []
+    try:
+        suppressions: SuppressionList | None = SuppressionList(ws.suppressions_path)
+    except SubscriberListError as exc:
+        file_errors.extend(exc.problems)
+        suppressions = None
+    results: list[dict[str, object]] = []
+    problems: list[RowProblem] = []
+    for name, path in targets:
+        counts: Counter[str] = Counter()
+        error: str | None = None
+        try:
+            for item in iter_list(path, name):
+                counts["rows"] += 1
+                if isinstance(item, Subscriber):
+                    counts["valid"] += 1
+                    if suppressions is not None and suppressions.contains_key(item.key):
+                        counts["suppressed"] += 1
+                else:
+                    counts[item.kind] += 1
+                    problems.append(item)
+        except SubscriberListError as exc:
+            file_errors.extend(exc.problems)
+            error = exc.message
+        results.append({
+            "list": name,
+            "file": str(path),
+            "rows": counts["rows"],
+            "valid": counts["valid"],
+            "invalid": counts["invalid"],
+            "duplicates": counts["duplicate"],
+            "suppressed": counts["suppressed"],
+            "error": error,
+        })
+    failed = bool(problems or file_errors)
+    if output == "json":
+        sys.stdout.write(json.dumps({
+            "ok": not failed,
+            "lists": results,
+            "problems": [p.as_dict() for p in problems],
+            "file_errors": [p.as_dict() for p in file_errors],
+        }, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _print_check(results, problems, file_errors)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_check(results: list[dict[str, object]], problems: list[RowProblem],
+                 file_errors: list[Problem]) -> None:
+    table = _table("list", "rows", "valid", "invalid", "duplicates", "suppressed")
+    for r in results:
+        if r["error"]:
+            table.add_row(str(r["list"]), "unreadable", "", "", "", "")
+        else:
+            table.add_row(*(str(r[k]) for k in
+                            ("list", "rows", "valid", "invalid", "duplicates", "suppressed")))
+    console.print(table)
+    for problem in problems:
+        _say(problem.render(describe_path(problem.path)))
+    for error in file_errors:
+        _say(_relative(error).render())
+    if problems or file_errors:
+        parts = []
+        if problems:
+            parts.append(f"{len(problems)} row(s) to fix")
+        if file_errors:
+            parts.append(f"{len(file_errors)} file(s) that cannot be read")
+        _say("problems: " + ", ".join(parts) + " (rows listed above are not sent to)")
+    else:
+        _say("all lists OK")
+
+
+@subscribers_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="The CSV export to merge (e.g. from the CRM).")],
+    list_name: Annotated[str, typer.Option("--list", help="The list to merge into.")],
+    create: Annotated[bool, typer.Option("--create", help="Start the list if missing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; write nothing.")]
+    = False,
+    output: FormatOption = "text",
+) -> None:
+    """Add the new, valid addresses of FILE to a list; report what was skipped and why."""
+    ws = state.workspace()
+    target = list_file(ws, list_name)
+    if not target.exists() and not create:
+        names = ", ".join(list_names(ws)) or "none yet"
+        raise SubscriberListError(Problem(
+            message=f"no subscriber list named {list_name!r}", path=target,
+            hint=f"lists: {names}; add --create to start a new list from {file}",
+        ))
+    report = import_list(file, target, suppressions=SuppressionList(ws.suppressions_path),
+                         create=create, dry_run=dry_run)
+    if output == "json":
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    _print_import(report, dry_run)
+
+
+def _print_import(report: ImportReport, dry_run: bool) -> None:
+    verb = "would add" if dry_run else "added"
+    skipped = len(report.skipped) + report.already_listed
+    where = describe_path(report.target)
+    _say(f"{describe_path(report.source)} -> {where}" + (" (new list)" if report.created else ""))
+    table = _table("outcome", "rows")
+    table.add_row(verb, str(report.added))
+    table.add_row("skipped: already on the list", str(report.already_listed))
+    for kind, label in (("invalid", "skipped: invalid address"),
+                        ("duplicate", "skipped: repeated in the file"),
+                        ("suppressed", "skipped: on the suppression list")):
+        table.add_row(label, str(report.count(kind)))
+    console.print(table)
+    for problem in report.skipped:
+        _say(f"skipped {problem.render(describe_path(problem.path))}")
+    for column, values in report.dropped_columns:
+        _say(f"column {column!r} not imported: {where} has no such column "
+             f"({values} non-empty value(s) left out); add {column!r} to the header line of "
+             f"{where} to keep it")
+    if dry_run:
+        _say(f"dry run: nothing written ({verb} {report.added}, skipped {skipped})")
+    elif report.written:
+        _say(f"{where} now has {report.added} more subscriber(s)")
+    else:
+        _say(f"nothing new: {where} left unchanged")
+
+
+# --------------------------------------------------------------------------- suppressions
+
+
+@suppressions_app.command("add")
+def suppressions_add(
+    emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to suppress.")],
+    reason: Annotated[Reason, typer.Option("--reason", help="Why they are suppressed.")]
+    = "manual",
+    source: Annotated[str, typer.Option("--source", help="Where the request came from.")]
+    = "cli",
+) -> None:
+    """Suppress addresses for every list and every future send (asked by email, phone...)."""
+    ws = state.workspace()
+    at = now_iso()
+    entries: list[Suppression] = []
+    bad: list[str] = []
+    for raw in emails:
+        try:
+            normalise_email(raw)
+        except ValueError as exc:
+            bad.append(f"{raw.strip()!r}: {exc}")
+            continue
+        entries.append(Suppression(email=raw, reason=reason, source=source, at=at))
+    added = add_suppressions(ws.suppressions_path, entries) if entries else []
+    added_keys = {s.key for s in added}
+    reported: set[str] = set()
+    for entry in entries:
+        key = suppression_key(entry.email)
+        if key in reported:
+            continue
+        reported.add(key)
+        if key in added_keys:
+            _say(f"suppressed {normalise_email(entry.email)} ({reason})")
+        else:
+            _say(f"already suppressed: {normalise_email(entry.email)}")
+    _say(f"{len(added)} added to {describe_path(ws.suppressions_path)}")
+    for line in bad:
+        err_console.print(f"error: not an email address: {line}", markup=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+@suppressions_app.command("list")
+def suppressions_list(
+    reason: Annotated[Reason | None, typer.Option("--reason", help="Only this reason.")] = None,
+    output: FormatOption = "text",
+) -> None:
+    """Show every suppressed address with its reason, source and date."""
+    ws = state.workspace()
+    rows = [s for s in read_suppressions(ws.suppressions_path)
+            if reason is None or s.reason == reason]
+    if output == "json":
+        sys.stdout.write(json.dumps(
+            [{"email": s.email, "reason": s.reason, "source": s.source, "at": s.at}
+             for s in rows], indent=2, ensure_ascii=False) + "\n")
+        return
+    table = _table("email", "reason", "source", "at", numbers=False)
+    for s in rows:
+        table.add_row(s.email, s.reason, s.source, s.at)
+    console.print(table)
+    counts = Counter(s.reason for s in rows)
+    summary = ", ".join(f"{counts[r]} {r}" for r in REASONS if counts[r])
+    _say(f"{len(rows)} suppressed" + (f" ({summary})" if summary else ""))
+

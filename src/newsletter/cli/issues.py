@@ -43,7 +43,7 @@ def check(
 
     ws = state.workspace()
     try:
-        problems = compose(ws, _resolve(issue)).problems
+        problems = compose(ws, issue).problems
     except (IssueError, TemplateError) as exc:
         problems = exc.problems
     errors = [p for p in problems if p.severity == "error"]
@@ -73,7 +73,7 @@ def build(
 
     ws = state.workspace()
     started = time.perf_counter()
-    built = build_issue(ws, _resolve(issue), strict=strict)
+    built = build_issue(ws, issue, strict=strict)
     output = write_build(ws, built, _resolve(out) if out else ws.build_dir)
     elapsed = time.perf_counter() - started
     print_problems(built.warnings)

@@ -1,3 +1,170 @@
-"""Commands: loop (registered on the shared app when imported)."""
+"""Commands that close the loop after a send: serve, report, suppressions sync."""
 
 from __future__ import annotations
+
+import enum
+import json
+import logging
+import socket
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import NewsletterError
+from . import app, console, err_console, state
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: server.host, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: server.port, 8000).")
+    ] = None,
+) -> None:
+    """Run the one-click unsubscribe pages, the SendGrid event webhook and the archive."""
+    import uvicorn
+
+    from ..server import create_app
+
+    ws = state.workspace()
+    cfg = ws.config.server
+    host = host or cfg.host
+    port = port or cfg.port
+    application = create_app(ws)
+    try:  # a clear message instead of uvicorn's traceback-ish one
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise NewsletterError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="another program may be using the port; choose another with --port",
+        ) from None
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not application.state.loop.verifier.configured:
+        err_console.print("warning: SENDGRID_WEBHOOK_PUBLIC_KEY is not set; /webhooks/sendgrid"
+                          " will answer 503 until it is", markup=False)
+    err_console.print(f"serving {ws.root} on http://{host}:{port}/  (Ctrl+C to stop)",
+                      markup=False)
+    # No access log: unsubscribe URLs carry the reader's address (inside the token).
+    uvicorn.run(application, host=host, port=port, access_log=False, server_header=False,
+                log_level="info")
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+@app.command()
+def report(
+    issue: Annotated[
+        str | None,
+        typer.Argument(help="Issue id or file (2019-09 or issues/2019-09.yaml); default: the"
+                       " issue with the latest events."),
+    ] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table or json")] = Format.table,
+) -> None:
+    """How an issue did: deliveries, bounces, opens, clicks, unsubscribes, with a chart."""
+    from ..report import build_report, issue_id_of, write_chart
+
+    ws = state.workspace()
+    result = build_report(ws, issue_id_of(issue) if issue else None)
+    chart = write_chart(ws, result)
+    if format is Format.json:
+        data = result.as_dict()
+        data["chart"] = str(chart)
+        console.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    rates = result.rates()
+    table = Table(title=f"Issue {result.issue_id}", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("addresses", justify="right")
+    table.add_column("rate", justify="right")
+    table.add_column("of", style="dim")
+    table.add_row("sent", str(result.sent), "", "")
+    for key, label, base in (
+        ("delivered", "delivered", "sent"),
+        ("deferred", "deferred (retried)", "sent"),
+        ("bounced", "bounced", "sent"),
+        ("blocked", "blocked (temporary)", "sent"),
+        ("dropped", "dropped", "sent"),
+        ("unique_opens", "opened", "delivered"),
+        ("machine_opens", "machine opens only", "delivered"),
+        ("unique_clicks", "clicked", "delivered"),
+        ("unsubscribes", "unsubscribed", "delivered"),
+        ("spam_reports", "reported as spam", "delivered"),
+    ):
+        table.add_row(label, str(getattr(result, key)), _percent(rates[key]), base)
+    table.add_row("click-to-open", "", _percent(rates["click_to_open"]), "opened")
+    console.print(table)
+    if result.top_links:
+        links = Table(title="Top links", title_justify="left")
+        links.add_column("clicked by", justify="right")
+        links.add_column("clicks", justify="right")
+        links.add_column("link", overflow="fold")
+        for link in result.top_links:
+            links.add_row(str(link.unique), str(link.total), Text(link.url))  # no markup
+        console.print(links)
+    console.print(f"chart: {chart}", markup=False)
+
+
+def _sync(full: bool, format: Format) -> None:
+    from ..esp.sendgrid_sync import api_from_workspace, sync_suppressions
+
+    ws = state.workspace()
+    api = api_from_workspace(ws)
+    try:
+        result = sync_suppressions(ws, api, full=full)
+    finally:
+        api.close()
+    if format is Format.json:
+        console.print_json(json.dumps(result.as_dict()))
+        return
+    since = result.as_dict()["since"] or "the beginning"
+    table = Table(title=f"SendGrid suppressions since {since}", title_justify="left")
+    for column in ("list", "fetched", "new"):
+        table.add_column(column, justify="left" if column == "list" else "right")
+    for item in result.lists:
+        table.add_row(item.name, str(item.fetched), str(item.added))
+    console.print(table)
+    for item in result.lists:
+        for bad in item.invalid[:5]:
+            err_console.print(f"warning: {item.name}: skipped invalid address {bad!r}",
+                              markup=False)
+    console.print(f"{result.added} new suppression(s) added to {ws.suppressions_path}",
+                  markup=False)
+
+
+FullOption = Annotated[
+    bool, typer.Option("--full", help="Fetch everything, not only what changed since last sync.")
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json")]
+
+
+@app.command("sync-suppressions")
+def sync_suppressions_command(full: FullOption = False,
+                              format: FormatOption = Format.table) -> None:
+    """Merge SendGrid's unsubscribes, bounces and spam reports into suppressions.csv."""
+    _sync(full, format)
+
+
+def _register_on_suppressions_group() -> None:
+    """Also offer `newsletter suppressions sync` when the audience commands define the group."""
+    for group in app.registered_groups:
+        if group.name == "suppressions" and group.typer_instance is not None:
+            existing = {c.name for c in group.typer_instance.registered_commands}
+            if "sync" not in existing:
+                group.typer_instance.command("sync")(sync_suppressions_command)
+            return
+
+
+_register_on_suppressions_group()

@@ -1,3 +1,378 @@
-"""Commands: sending (registered on the shared app when imported)."""
+"""Commands about sending: send, status, cancel.
+
+The work is in :mod:`newsletter.send`; this module parses options, prints the plan,
+asks for confirmation, draws the progress bar and turns Ctrl-C into a clean pause.
+"""
 
 from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from ..errors import NewsletterError
+from ..ledger import CANCELLED, DONE, FAILED, PAUSED, SCHEDULED, Ledger, SendSummary
+from . import app, console, err_console, state
+
+
+class BackendChoice(StrEnum):
+    auto = "auto"
+    sendgrid = "sendgrid"
+    outbox = "outbox"
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _resolve(path: Path) -> Path:
+    return path if path.is_absolute() else (Path.cwd() / path)
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _when(ts: int | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="minutes")
+
+
+# --------------------------------------------------------------------------- send
+
+
+class _Bar:
+    """The rich progress bar: batches and recipients; says when it waits."""
+
+    def __init__(self, batches: int, recipients: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:<11}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console,
+            transient=False,
+        )
+        self.batches: TaskID = self.progress.add_task("batches", total=batches, note="")
+        self.recipients: TaskID = self.progress.add_task("recipients", total=recipients, note="")
+
+    def __enter__(self) -> _Bar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def batch_done(self, seq: int, recipients: int) -> None:
+        self.progress.advance(self.batches)
+        self.progress.advance(self.recipients, recipients)
+        self.progress.update(self.batches, note="")
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self.progress.update(self.batches, note=f"waiting {seconds:.1f} s: {reason}")
+
+
+@contextmanager
+def _pause_on_interrupt(request_stop: Any) -> Iterator[None]:
+    """First Ctrl-C: finish the batch in flight, then pause.  Second: stop at once."""
+    pressed = {"n": 0}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        pressed["n"] += 1
+        if pressed["n"] > 1:
+            raise KeyboardInterrupt
+        request_stop()
+        _say("pausing after the batch in flight (Ctrl-C again to stop at once)", err=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_plan(plan: Any, subject: str) -> None:
+    _say(f"Send plan for {plan.issue_id}: {subject}")
+    if plan.test:
+        _say(f"  test copy to:  {', '.join(plan.first)} (subject starts with [TEST])")
+        _say(f"  backend:       {plan.destination}")
+        return
+    if plan.resume is not None:
+        r = plan.resume
+        _say(f"  resuming:      send #{r.id} ({r.state}), {r.batches_sent} batches / "
+             f"{r.recipients_sent:,} recipients already sent")
+        if plan.unknown:
+            _say(f"  unknown:       {len(plan.unknown)} batch(es) posted without an answer: "
+                 + ", ".join(f"#{b.seq}" for b in plan.unknown))
+        if plan.repost_batches:
+            _say(f"  to post again: {plan.repost_batches} batch(es), "
+                 f"{plan.repost_recipients:,} recipients")
+    _say(f"  lists:         {', '.join(plan.lists)}"
+         + (f"   tags: {', '.join(plan.tags)}" if plan.tags else ""))
+    _say(f"  recipients:    {plan.recipients:,}" + (" (not yet sent)" if plan.resume else ""))
+    _say(f"  excluded:      {plan.invalid:,} invalid, {plan.duplicates:,} duplicate, "
+         f"{plan.suppressed:,} suppressed"
+         + (f", {plan.filtered_out:,} without the tags" if plan.tags else "")
+         + (f", {plan.already_sent:,} already sent this issue" if plan.already_sent else ""))
+    _say(f"  batches:       {plan.batches:,} (at most {plan.batch_size:,} recipients each)")
+    _say(f"  backend:       {plan.destination}")
+    if plan.send_at is not None:
+        _say(f"  scheduled for: {plan.send_at.astimezone().isoformat(timespec='minutes')}")
+    if plan.first:
+        _say(f"  first:         {', '.join(plan.first)}")
+    shown = plan.problems[:10]
+    for p in shown:
+        _say(f"warning: {p.render()}", err=True)
+    if len(plan.problems) > len(shown):
+        _say(f"warning: ... and {len(plan.problems) - len(shown)} more rows left out "
+             "(`newsletter lists check` shows them all)", err=True)
+
+
+def _report(report: Any, session: Any) -> int:
+    plan = session._plan
+    if report.state == DONE:
+        _say(f"sent {report.recipients_sent:,} recipients in {report.batches_sent} batch(es); "
+             f"send #{report.send_id} is done")
+    elif report.state == SCHEDULED:
+        _say(f"scheduled {report.recipients_sent:,} recipients in {report.batches_sent} "
+             f"batch(es) for {plan.send_at.astimezone().isoformat(timespec='minutes')}; "
+             f"`newsletter cancel {plan.issue_id}` can still call it off")
+    if report.maybe_twice:
+        _say("note: batch(es) " + ", ".join(str(s) for s in report.maybe_twice)
+             + " were posted again after a request got no answer; those recipients may have "
+             "received the issue twice", err=True)
+    counts = session.audience_counts
+    if counts and plan and counts.get("suppressed", 0) > plan.suppressed:
+        _say(f"{counts['suppressed'] - plan.suppressed} subscriber(s) unsubscribed during "
+             "the send and were left out", err=True)
+    if report.state in (DONE, SCHEDULED):
+        return 0
+    resume = f"newsletter send {session.built.source} --resume"
+    if report.state == PAUSED:
+        _say(f"send #{report.send_id} paused: {report.message}", err=True)
+        _say(f"  {report.recipients_sent:,} recipients sent in this run; continue with: "
+             f"{resume}", err=True)
+        return 130 if report.message == "paused by the user" else 1
+    if report.state == FAILED and isinstance(report.error, NewsletterError):
+        _say(f"send #{report.send_id} failed after {report.recipients_sent:,} recipients "
+             f"in this run", err=True)
+        raise report.error
+    _say(f"send #{report.send_id} is {report.state}: {report.message}", err=True)
+    return 1
+
+
+@app.command()
+def send(
+    issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
+    lists: Annotated[list[str] | None, typer.Option(
+        "--list", help="Subscriber list (subscribers/NAME.csv); repeat for several.")] = None,
+    tags: Annotated[list[str] | None, typer.Option(
+        "--tag", help="Only subscribers with this tag; repeat for any of several.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show the plan and stop (the outbox backend writes its files).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    send_at: Annotated[str | None, typer.Option(
+        "--send-at", help="Schedule for this time (ISO 8601, within 72 hours).")] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", min=0.01, help="At most this many requests per second.")] = None,
+    backend: Annotated[BackendChoice | None, typer.Option(
+        "--backend", help="auto (SendGrid if SENDGRID_API_KEY is set), sendgrid or outbox.")
+    ] = None,
+    test_to: Annotated[str | None, typer.Option(
+        "--test-to", help="Send a [TEST] copy to these comma-separated addresses only.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue a paused, failed or interrupted send.")] = False,
+    resend_unknown: Annotated[bool, typer.Option(
+        "--resend-unknown", help="With --resume: post again batches that got no answer.")
+    ] = False,
+    skip_unknown: Annotated[bool, typer.Option(
+        "--skip-unknown", help="With --resume: never resend batches that got no answer.")
+    ] = False,
+    force_resend: Annotated[bool, typer.Option(
+        "--force-resend", help="Send again to lists that already received this issue.")
+    ] = False,
+) -> None:
+    """Send an issue to subscriber lists: plan, confirm, then batches of up to 1,000."""
+    from ..build import build_issue
+    from ..send import (
+        SendOptions,
+        SendSession,
+        parse_send_at,
+        validate_test_addresses,
+    )
+
+    if resend_unknown and skip_unknown:
+        raise typer.BadParameter("choose one of --resend-unknown and --skip-unknown")
+    if (resend_unknown or skip_unknown) and not resume:
+        raise typer.BadParameter("--resend-unknown and --skip-unknown go with --resume")
+    ws = state.workspace()
+    built = build_issue(ws, _resolve(issue))
+    options = SendOptions(
+        lists=list(lists or []),
+        tags=list(tags or []),
+        backend=backend.value if backend else None,
+        dry_run=dry_run,
+        send_at=parse_send_at(send_at) if send_at else None,
+        rate=rate,
+        force_resend=force_resend,
+        resume=resume,
+        unknown="resend" if resend_unknown else "skip" if skip_unknown else "ask",
+        test_to=validate_test_addresses(test_to) if test_to is not None else [],
+    )
+    session = SendSession(ws, built, options)
+    try:
+        code = _run_session(session, ws, options, yes=yes)
+    finally:
+        session.close()
+    if code:
+        raise typer.Exit(code)
+
+
+def _run_session(session: Any, ws: Any, options: Any, *, yes: bool) -> int:
+    from ..send import DEV_SECRET_WARNING
+
+    if session.dev_key:
+        _say(DEV_SECRET_WARNING, err=True)
+    plan = session.plan()
+    _print_plan(plan, session.built.subject)
+    if options.dry_run and plan.backend != "outbox":
+        _say("dry run: nothing was sent")
+        return 0
+    if plan.batches == 0 and not plan.unknown:
+        _say("nobody left to send to: every subscriber on these lists already has this issue")
+        return 0
+    if not yes and not options.dry_run:
+        what = "Schedule" if plan.send_at else "Send"
+        typer.confirm(f"{what} {plan.issue_id} to {plan.total_recipients:,} recipients?",
+                      abort=True)
+    with _Bar(plan.batches, plan.total_recipients) as bar, \
+            _pause_on_interrupt(session.request_stop):
+        report = session.execute(bar)
+    if options.dry_run:
+        folder = ws.outbox_dir / plan.issue_id
+        _say(f"dry run: wrote {report.batches_sent} batch file(s) and "
+             f"{report.recipients_sent:,} .eml file(s) to {folder}; nothing was emailed")
+        return 0
+    return _report(report, session)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _summary_dict(s: SendSummary, ledger: Ledger) -> dict[str, Any]:
+    unknown = [] if s.running else ledger.unknown_batches(s.id)
+    return {
+        "send": s.id,
+        "issue": s.issue_id,
+        "lists": list(s.lists),
+        "tags": list(s.tags),
+        "backend": s.backend,
+        "state": s.state,
+        "running": s.running,
+        "test": s.test,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "send_at": s.send_at,
+        "batches": s.batches,
+        "batches_sent": s.batches_sent,
+        "recipients_planned": s.planned_recipients,
+        "recipients_sent": s.recipients_sent,
+        "recipients_pending": s.pending,
+        "recipients_failed": s.recipients_failed,
+        "recipients_skipped": s.recipients_skipped,
+        "recipients_unknown": s.recipients_unknown,
+        "unknown_batches": [{"batch": b.id, "seq": b.seq, "recipients": b.recipients,
+                             "error": b.error} for b in unknown],
+        "resent_batches": s.resent_batches,
+        "error": s.error,
+    }
+
+
+@app.command()
+def status(
+    issue: Annotated[str | None, typer.Argument(
+        help="An issue file or id (e.g. 2019-09); all issues if left out.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
+) -> None:
+    """Show every send: state, batches done, recipients sent, pending, failed and unknown."""
+    from ..send import issue_id_of
+
+    ws = state.workspace()
+    if not ws.state_db.exists():
+        sends: list[dict[str, Any]] = []
+    else:
+        with Ledger(ws.state_db) as ledger:
+            summaries = ledger.sends(issue_id_of(issue) if issue else None)
+            sends = [_summary_dict(s, ledger) for s in summaries]
+    if fmt is Format.json:
+        console.print_json(json.dumps({"sends": sends}))
+        return
+    if not sends:
+        _say("no sends yet" + (f" of {issue_id_of(issue)}" if issue else ""))
+        return
+    for d in sends:
+        label = d["state"] + (" (running)" if d["running"] else "")
+        if d["state"] == SCHEDULED:
+            label += f" for {_when(d['send_at'])}"
+        kind = "test send" if d["test"] else "send"
+        _say(f"{kind} #{d['send']}  {d['issue']}  to {', '.join(d['lists'])}  "
+             f"via {d['backend']}  {label}  (started {d['created_at']})")
+        _say(f"  batches {d['batches_sent']}/{d['batches']} sent; recipients: "
+             f"{d['recipients_sent']:,} sent, {d['recipients_pending']:,} pending, "
+             f"{d['recipients_failed']:,} failed, {d['recipients_unknown']:,} unknown"
+             + (f", {d['recipients_skipped']:,} skipped" if d["recipients_skipped"] else ""))
+        if d["resent_batches"]:
+            _say(f"  {d['resent_batches']} batch(es) were posted again after getting no "
+                 "answer: their recipients may have received the issue twice")
+        if d["error"] and d["state"] in (PAUSED, FAILED):
+            _say(f"  last error: {d['error']}")
+        for b in d["unknown_batches"]:
+            _say(f"  batch {b['seq']} ({b['recipients']:,} recipients): posted, no answer; "
+                 "resume with --resend-unknown or --skip-unknown")
+        if d["state"] in (PAUSED, FAILED) or (d["state"] == "sending" and not d["running"]):
+            _say(f"  continue with: newsletter send issues/{d['issue']}.yaml --resume")
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+@app.command()
+def cancel(
+    issue: Annotated[str, typer.Argument(help="An issue file or id, e.g. 2019-09.")],
+) -> None:
+    """Cancel a scheduled send of an issue (or abandon an unfinished one)."""
+    from ..send import cancel_send, issue_id_of
+
+    ws = state.workspace()
+    with Ledger(ws.state_db) as ledger:
+        cancelled = cancel_send(ws, issue_id_of(issue), ledger=ledger)
+    for s in cancelled:
+        if s.schedule_id:
+            _say(f"cancelled scheduled send #{s.id} of {s.issue_id} (was due {_when(s.send_at)})")
+        else:
+            _say(f"abandoned send #{s.id} of {s.issue_id}: {s.recipients_sent:,} recipients had "
+                 "received it; nobody else will from this send")
+    assert all(s.state == CANCELLED for s in cancelled)

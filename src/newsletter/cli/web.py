@@ -1,3 +1,111 @@
-"""Commands: preview and archive (registered on the shared app when imported)."""
+"""Commands: preview and archive (registered on the shared app when imported).
+
+Everything heavy (starlette, uvicorn, the build pipeline) is imported inside the
+commands, so that `newsletter --help` and the other commands do not pay for it.
+"""
 
 from __future__ import annotations
+
+import errno
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import NewsletterError
+from . import app, console, state
+
+
+def _resolve(path: Path) -> Path:
+    return path if path.is_absolute() else (Path.cwd() / path)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind before starting the server, so `--port 0` can print the port the system chose."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise NewsletterError(f"port {port} on {host} is already in use",
+                                  hint="stop the other program, or pass --port 0 to pick a "
+                                       "free port") from None
+        raise NewsletterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                              hint="use --host 127.0.0.1") from None
+    sock.listen(128)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+@app.command()
+def preview(
+    issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
+    port: Annotated[int, typer.Option("--port", help="Port; 0 picks a free one.",
+                                      min=0, max=65535)] = 8025,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+) -> None:
+    """Show the issue on desktop, phone, dark mode and plain text; reloads as you edit."""
+    import uvicorn
+
+    from ..preview import check_issue_path, create_app
+
+    ws = state.workspace()
+    ws.config  # noqa: B018 - a broken newsletter.toml is reported here, before the server starts
+    issue_path = _resolve(issue)
+    check_issue_path(issue_path)
+    web_app = create_app(ws, issue_path)
+    snap = web_app.state.preview.current()
+    sock = _bind(host, port)
+    url = _url(host, sock.getsockname()[1])
+    summary = (f"{len(snap.errors)} error(s), {len(snap.warnings)} warning(s) (listed in the page)"
+               if snap.problems else "no problems")
+    console.print(f"Preview of {issue} at {url}", markup=False)
+    console.print(f"  {summary}; the page reloads when you save. Press Ctrl+C to stop.",
+                  markup=False)
+    sys.stdout.flush()
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    config = uvicorn.Config(web_app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    console.print("preview stopped", markup=False)
+
+
+@app.command()
+def archive(
+    out: Annotated[Path | None, typer.Option("-o", "--out",
+                                             help="Output folder (default archive-site/).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
+) -> None:
+    """Write the web archive of all issues: index page, one page per issue, Atom feed."""
+    from ..archive import build_site, default_dir, write_site
+    from .issues import print_problems
+
+    ws = state.workspace()
+    site = build_site(ws, strict=strict)
+    target = _resolve(out) if out else default_dir(ws)
+    written = write_site(site, target)
+    print_problems(site.warnings)
+    console.print(f"archive: {len(site.entries)} issue(s), {len(site.warnings)} warning(s) "
+                  f"-> {target}", markup=False)
+    for path in written:
+        console.print(f"  {path.relative_to(target)}", markup=False)

@@ -144,7 +144,8 @@ def _first_error(body: str) -> tuple[str | None, str | None]:
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             msg = errors[0].get("message")
             field = errors[0].get("field")
-            return (str(msg) if msg else None), (str(field) if field not in (None, "null") else None)
+            text = str(msg) if msg else None
+            return text, (str(field) if field not in (None, "null") else None)
         err = data.get("error")
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"]), None

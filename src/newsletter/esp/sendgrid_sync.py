@@ -1,0 +1,259 @@
+"""Pull SendGrid's suppression lists into `subscribers/suppressions.csv`.
+
+The webhook may miss events (the server was down longer than SendGrid's 24-hour
+retry window, or the webhook was never configured), so `newsletter suppressions
+sync` asks SendGrid directly: global unsubscribes, bounces, spam reports and, if
+``send.asm_group_id`` is set, that unsubscribe group.  It pages with
+``limit``/``offset`` and asks only for entries created since the previous sync
+(kept in the SQLite state, with an hour of overlap: entries already on file are
+skipped, so overlap costs nothing and a late-indexed entry is not missed).
+
+This is the only module that knows these endpoints' shapes.  The HTTP client is
+httpx with an injectable transport, so tests can stand anything in for SendGrid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from ..config import SENDGRID_HOST_ENV, SENDGRID_KEY_ENV, Workspace, env_secret
+from ..errors import ProviderError, ProviderRejected, ProviderUnavailable
+from ..events import EventStore
+from ..subscribers import normalise_email
+from ..suppressions import Suppression, add_suppressions
+
+DEFAULT_HOST = "https://api.sendgrid.com"
+PAGE_SIZE = 500  # SendGrid's maximum for these endpoints
+MAX_PAGES = 20_000  # 10 million entries: past this something is wrong (an API ignoring offset)
+OVERLAP_SECONDS = 3600
+STATE_KEY = "sendgrid_suppressions_synced_at"
+MAX_WAIT_SECONDS = 60.0
+
+# (name, path, our reason)
+LISTS = (
+    ("unsubscribes", "/v3/suppression/unsubscribes", "unsubscribed"),
+    ("bounces", "/v3/suppression/bounces", "bounced"),
+    ("spam_reports", "/v3/suppression/spam_reports", "spam"),
+)
+
+
+@dataclass
+class ListResult:
+    name: str
+    fetched: int = 0
+    added: int = 0
+    pages: int = 0
+    invalid: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncResult:
+    since: int | None
+    synced_at: int
+    lists: list[ListResult]
+
+    @property
+    def added(self) -> int:
+        return sum(r.added for r in self.lists)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "since": _iso(self.since) if self.since is not None else None,
+            "synced_at": _iso(self.synced_at),
+            "added": self.added,
+            "lists": [
+                {"name": r.name, "fetched": r.fetched, "added": r.added, "pages": r.pages,
+                 "invalid": r.invalid}
+                for r in self.lists
+            ],
+        }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def api_base(ws: Workspace) -> str:
+    """SENDGRID_API_HOST, else config send.api_host, else SendGrid's public API."""
+    env = os.environ.get(SENDGRID_HOST_ENV, "").strip()
+    if env:
+        return env.rstrip("/")
+    configured = ws.config.send.api_host
+    return str(configured).rstrip("/") if configured else DEFAULT_HOST
+
+
+def _retry_after(response: httpx.Response, attempt: int) -> float:
+    """Seconds to wait: Retry-After, else X-RateLimit-Reset (SendGrid's 429), else back off."""
+    value = response.headers.get("retry-after", "")
+    if value.strip().isdigit():
+        return min(float(value), MAX_WAIT_SECONDS)
+    reset = response.headers.get("x-ratelimit-reset", "")
+    if reset.strip().isdigit():
+        return min(max(0.0, float(reset) - time.time()), MAX_WAIT_SECONDS)
+    return min(2.0 ** attempt, MAX_WAIT_SECONDS)
+
+
+class SuppressionsAPI:
+    """GETs against SendGrid's suppression endpoints, with bounded retries on 429/5xx."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json",
+                     "User-Agent": "newsletter-suppressions-sync"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self.max_retries = max_retries
+        self.sleep = sleep
+
+    def close(self) -> None:
+        self.client.close()
+
+    def get(self, path: str, params: dict[str, int] | None = None) -> Any:
+        """Decoded JSON of a 2xx answer; ProviderRejected/ProviderUnavailable otherwise."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.client.get(path, params=params)
+            except httpx.TransportError as exc:
+                if attempt > self.max_retries:
+                    raise ProviderUnavailable(
+                        f"SendGrid API at {self.client.base_url} did not answer GET {path}: {exc}"
+                    ) from None
+                self.sleep(min(2.0 ** attempt, MAX_WAIT_SECONDS))
+                continue
+            status = response.status_code
+            body = response.text[:2000]
+            if status == 429 or status >= 500:
+                if attempt > self.max_retries:
+                    raise ProviderUnavailable(
+                        f"SendGrid answered {status} to GET {path} {attempt} times; try later",
+                        status=status, body=body, retry_after=_retry_after(response, attempt),
+                    )
+                self.sleep(_retry_after(response, attempt))
+                continue
+            if status in (401, 403):
+                raise ProviderRejected(
+                    f"SendGrid refused GET {path}: {status} {body}",
+                    status=status, body=body,
+                    hint=f"check that {SENDGRID_KEY_ENV} is right and its API key has"
+                    " 'Suppressions' read access",
+                )
+            if not 200 <= status < 300:
+                raise ProviderRejected(f"SendGrid answered {status} to GET {path}: {body}",
+                                       status=status, body=body)
+            try:
+                return response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ProviderError(
+                    f"SendGrid's answer to GET {path} is not JSON: {body[:200]!r}",
+                    status=status, body=body,
+                ) from None
+
+    def pages(self, path: str, since: int | None,
+              page_size: int = PAGE_SIZE) -> Iterator[list[Any]]:
+        """Each page of a limit/offset list until a short page ends it."""
+        previous: list[Any] | None = None
+        for number in range(MAX_PAGES):
+            params = {"limit": page_size, "offset": number * page_size}
+            if since is not None:
+                params["start_time"] = since
+            page = self.get(path, params)
+            if not isinstance(page, list):
+                raise ProviderError(
+                    f"SendGrid's answer to GET {path} is not a list: {str(page)[:200]}",
+                    body=str(page)[:2000],
+                )
+            if page and page == previous:  # an API ignoring offset would loop forever
+                raise ProviderError(
+                    f"SendGrid returned the same page twice for GET {path} (offset ignored?)"
+                )
+            yield page
+            if len(page) < page_size:
+                return
+            previous = page
+        raise ProviderError(f"GET {path}: more than {MAX_PAGES} pages; stopping")
+
+
+def _entry(item: Any, reason: str, source: str, now: float,
+           result: ListResult) -> Suppression | None:
+    raw: object
+    created: object = None
+    if isinstance(item, str):
+        raw = item
+    elif isinstance(item, dict):
+        raw, created = item.get("email"), item.get("created")
+    else:
+        result.invalid.append(str(item)[:200])
+        return None
+    if not isinstance(raw, str):
+        result.invalid.append(str(item)[:200])
+        return None
+    try:
+        email = normalise_email(raw)
+    except ValueError:
+        result.invalid.append(raw[:200])
+        return None
+    ts = created if isinstance(created, int | float) and not isinstance(created, bool) else now
+    return Suppression(email=email, reason=reason, source=source, at=_iso(ts))
+
+
+def sync_suppressions(ws: Workspace, api: SuppressionsAPI, *, full: bool = False) -> SyncResult:
+    """Fetch every list, merge into suppressions.csv, then remember when (only on success)."""
+    store = EventStore(ws.state_db)
+    try:
+        last = None if full else store.get_state(STATE_KEY)
+        since = max(0, int(last) - OVERLAP_SECONDS) if last and last.isdigit() else None
+        started = int(time.time())
+        results: list[ListResult] = []
+        sources: list[tuple[ListResult, str, str, Iterator[list[Any]]]] = [
+            (ListResult(name), reason, f"sendgrid:{name}", api.pages(path, since))
+            for name, path, reason in LISTS
+        ]
+        group = ws.config.send.asm_group_id
+        if group is not None:
+            path = f"/v3/asm/groups/{group}/suppressions"  # one unpaged list of addresses
+            sources.append((ListResult(f"group {group}"), "unsubscribed",
+                            f"sendgrid:group:{group}", iter([api.get(path)])))
+        for result, reason, source, pages in sources:
+            entries: list[Suppression] = []
+            for page in pages:
+                if not isinstance(page, list):
+                    raise ProviderError(f"SendGrid's {result.name} answer is not a list")
+                result.pages += 1
+                result.fetched += len(page)
+                for item in page:
+                    entry = _entry(item, reason, source, started, result)
+                    if entry is not None:
+                        entries.append(entry)
+            result.added = len(add_suppressions(ws.suppressions_path, entries))
+            results.append(result)
+        store.set_state(STATE_KEY, str(started))
+        return SyncResult(since=since, synced_at=started, lists=results)
+    finally:
+        store.close()
+
+
+def api_from_workspace(ws: Workspace) -> SuppressionsAPI:
+    key = env_secret(SENDGRID_KEY_ENV)
+    assert key is not None
+    return SuppressionsAPI(api_base(ws), key, timeout=ws.config.send.timeout)

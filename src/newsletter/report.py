@@ -1,0 +1,300 @@
+"""How did an issue do?  Counts and rates from the ledger and the stored events, and a chart.
+
+Every count is of *addresses*, not events: a reader who opens an issue five
+times is one open.  Opens that SendGrid flags as machine opens
+(``sg_machine_open``, e.g. Apple Mail Privacy Protection fetching every image)
+are counted apart, because they say the mail arrived, not that anyone read it.
+
+Delivery figures are rates of the recipients sent (from the ledger);
+engagement figures (opens, clicks, unsubscribes, spam reports) are rates of
+the deliveries.  One-click unsubscribes come through our own server and carry
+no issue id, so each is given to the latest issue that address got before
+unsubscribing.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .config import Workspace
+from .errors import NewsletterError
+from .events import EventRow, EventStore
+
+TOP_LINKS = 10
+_ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class LinkStat:
+    url: str
+    unique: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Point:
+    at: int  # unix seconds, start of the bucket
+    opens: int  # cumulative unique human openers
+    machine_opens: int  # cumulative addresses with machine opens only so far
+    clicks: int  # cumulative unique clickers
+
+
+@dataclass
+class IssueReport:
+    issue_id: str
+    sent: int
+    delivered: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    blocked: int = 0
+    dropped: int = 0
+    unique_opens: int = 0
+    machine_opens: int = 0
+    open_events: int = 0
+    unique_clicks: int = 0
+    click_events: int = 0
+    unsubscribes: int = 0
+    spam_reports: int = 0
+    top_links: list[LinkStat] = field(default_factory=list)
+    timeline: list[Point] = field(default_factory=list)
+    first_event: int | None = None
+    last_event: int | None = None
+
+    def rates(self) -> dict[str, float | None]:
+        def ratio(a: int, b: int) -> float | None:
+            return round(a / b, 4) if b else None
+
+        return {
+            "delivered": ratio(self.delivered, self.sent),
+            "deferred": ratio(self.deferred, self.sent),
+            "bounced": ratio(self.bounced, self.sent),
+            "blocked": ratio(self.blocked, self.sent),
+            "dropped": ratio(self.dropped, self.sent),
+            "unique_opens": ratio(self.unique_opens, self.delivered),
+            "machine_opens": ratio(self.machine_opens, self.delivered),
+            "unique_clicks": ratio(self.unique_clicks, self.delivered),
+            "click_to_open": ratio(self.unique_clicks, self.unique_opens),
+            "unsubscribes": ratio(self.unsubscribes, self.delivered),
+            "spam_reports": ratio(self.spam_reports, self.delivered),
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["rates"] = self.rates()
+        for key in ("first_event", "last_event"):
+            value = data[key]
+            data[key] = _iso(value) if isinstance(value, int) else None
+        data["timeline"] = [
+            {**asdict(p), "at": _iso(p.at)} for p in self.timeline
+        ]
+        return data
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def issue_id_of(arg: str) -> str:
+    """`2019-09`, `issues/2019-09.yaml` and `2019-09.yaml` all name issue 2019-09."""
+    name = Path(arg.strip()).name
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    if not _ISSUE_ID.match(name):
+        raise NewsletterError(
+            f"{arg!r} is not an issue id",
+            hint="give the issue's file name without .yaml, e.g. `newsletter report 2019-09`",
+        )
+    return name
+
+
+def _bucket_seconds(span: int) -> int:
+    for size in (600, 3600, 3 * 3600, 6 * 3600, 24 * 3600):
+        if span / size <= 96:
+            return size
+    return 7 * 24 * 3600
+
+
+def summarise(issue_id: str, sent: int, rows: Iterable[EventRow],
+              extra_unsubscribes: Iterable[tuple[str, int]] = ()) -> IssueReport:
+    """Count one issue's events (pure: no I/O, so it is easy to check by hand)."""
+    people: dict[str, set[str]] = defaultdict(set)
+    human_first: dict[str, int] = {}
+    machine_first: dict[str, int] = {}
+    click_first: dict[str, int] = {}
+    link_people: dict[str, set[str]] = defaultdict(set)
+    link_total: dict[str, int] = defaultdict(int)
+    report = IssueReport(issue_id=issue_id, sent=sent)
+    times: list[int] = []
+    for row in rows:
+        times.append(row.at)
+        people[row.kind].add(row.email)
+        if row.kind == "open":
+            report.open_events += 1
+            first = machine_first if row.machine else human_first
+            first.setdefault(row.email, row.at)
+        elif row.kind == "click":
+            report.click_events += 1
+            click_first.setdefault(row.email, row.at)
+            if row.url:
+                link_people[row.url].add(row.email)
+                link_total[row.url] += 1
+    unsubscribed = people["unsubscribe"] | people["group_unsubscribe"]
+    unsubscribed |= {email for email, _ in extra_unsubscribes}
+    machine_only = {e: t for e, t in machine_first.items() if e not in human_first}
+    report.delivered = len(people["delivered"])
+    report.deferred = len(people["deferred"])
+    report.bounced = len(people["bounced"])
+    report.blocked = len(people["blocked"])
+    report.dropped = len(people["dropped"])
+    report.unique_opens = len(human_first)
+    report.machine_opens = len(machine_only)
+    report.unique_clicks = len(click_first)
+    report.unsubscribes = len(unsubscribed)
+    report.spam_reports = len(people["spamreport"])
+    if not report.sent:
+        # No ledger (e.g. events imported from elsewhere): the addresses seen are the floor.
+        report.sent = len(set().union(*people.values())) if people else 0
+    links = [LinkStat(url, len(who), link_total[url]) for url, who in link_people.items()]
+    links.sort(key=lambda s: (-s.unique, -s.total, s.url))
+    report.top_links = links[:TOP_LINKS]
+    if times:
+        report.first_event, report.last_event = min(times), max(times)
+        report.timeline = _timeline(report.first_event, report.last_event,
+                                    human_first, machine_only, click_first)
+    return report
+
+
+def _timeline(start: int, end: int, opens: dict[str, int], machine: dict[str, int],
+              clicks: dict[str, int]) -> list[Point]:
+    size = _bucket_seconds(max(end - start, 1))
+    first = start - start % size
+    count = (end - first) // size + 1
+
+    def cumulative(firsts: dict[str, int]) -> list[int]:
+        per = [0] * count
+        for at in firsts.values():
+            per[(at - first) // size] += 1
+        total, out = 0, []
+        for n in per:
+            total += n
+            out.append(total)
+        return out
+
+    o, m, c = cumulative(opens), cumulative(machine), cumulative(clicks)
+    return [Point(first + i * size, o[i], m[i], c[i]) for i in range(count)]
+
+
+def _recipients_sent(ws: Workspace, issue_id: str) -> int:
+    """Ledger.recipients_sent, or 0 when nothing was ever sent from this workspace."""
+    if not ws.state_db.exists():
+        return 0
+    from .ledger import Ledger
+
+    return int(Ledger(ws.state_db).recipients_sent(issue_id))
+
+
+def build_report(ws: Workspace, issue_id: str | None = None) -> IssueReport:
+    """The report of one issue (default: the one with the latest events)."""
+    store = EventStore(ws.state_db)
+    try:
+        known = store.issues() if ws.state_db.exists() else []
+        if issue_id is None:
+            if not known:
+                raise NewsletterError(
+                    "no events recorded yet, so there is nothing to report",
+                    hint="name the issue (`newsletter report 2019-09`), or check that SendGrid's"
+                    " Event Webhook posts to `newsletter serve` at /webhooks/sendgrid",
+                )
+            issue_id = known[-1]
+        sent = _recipients_sent(ws, issue_id)
+        if sent == 0 and issue_id not in known:
+            raise NewsletterError(
+                f"issue {issue_id}: no sends and no events recorded",
+                hint=f"issues with events: {', '.join(known)}" if known
+                else "send the issue first (`newsletter send`)",
+            )
+        rows = store.rows(issue_id) if ws.state_db.exists() else []
+        extra = store.one_click_unsubscribes_for(issue_id) if ws.state_db.exists() else []
+        return summarise(issue_id, sent, rows, extra)
+    finally:
+        store.close()
+
+
+# --- chart -------------------------------------------------------------------------------
+
+_W, _H = 720, 360
+_L, _R, _T, _B = 56, 24, 48, 56  # margins
+
+
+def chart_svg(report: IssueReport, title: str | None = None) -> str:
+    """Cumulative unique opens and clicks over time, as a self-contained SVG (text escaped)."""
+    esc = html.escape
+    heading = title or f"Issue {report.issue_id}: opens and clicks over time"
+    points = report.timeline
+    peak = max([1] + [max(p.opens, p.clicks, p.machine_opens) for p in points])
+    plot_w, plot_h = _W - _L - _R, _H - _T - _B
+    n = max(len(points) - 1, 1)
+
+    def xy(i: int, value: int) -> str:
+        return f"{_L + plot_w * i / n:.1f},{_T + plot_h * (1 - value / peak):.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}"'
+        f' viewBox="0 0 {_W} {_H}" font-family="Helvetica, Arial, sans-serif" font-size="12"'
+        ' role="img">',
+        f"<title>{esc(heading)}</title>",
+        f'<rect width="{_W}" height="{_H}" fill="#ffffff"/>',
+        f'<text x="{_L}" y="24" font-size="15" font-weight="bold" fill="#1f2933">'
+        f"{esc(heading)}</text>",
+    ]
+    for k in range(5):  # horizontal grid with counts
+        value = round(peak * k / 4)
+        y = _T + plot_h * (1 - k / 4)
+        parts.append(f'<line x1="{_L}" x2="{_W - _R}" y1="{y:.1f}" y2="{y:.1f}"'
+                     ' stroke="#e5e7eb"/>')
+        parts.append(f'<text x="{_L - 8}" y="{y + 4:.1f}" text-anchor="end"'
+                     f' fill="#52606d">{value}</text>')
+    if points:
+        for i in sorted({0, len(points) // 2, len(points) - 1}):
+            label = datetime.fromtimestamp(points[i].at, UTC).strftime("%Y-%m-%d %H:%M")
+            x = _L + plot_w * i / n
+            parts.append(f'<text x="{x:.1f}" y="{_H - _B + 18}" text-anchor="middle"'
+                         f' fill="#52606d">{esc(label)}</text>')
+        series = [
+            ("opens", "#0b5394", "", "unique opens"),
+            ("clicks", "#b45309", "", "unique clicks"),
+            ("machine_opens", "#9ca3af", ' stroke-dasharray="5 4"', "machine opens"),
+        ]
+        for index, (attr, colour, dash, label) in enumerate(series):
+            coords = " ".join(xy(i, getattr(p, attr)) for i, p in enumerate(points))
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2.5"{dash}'
+                         f' points="{coords}"/>')
+            lx = _L + index * 150
+            parts.append(f'<line x1="{lx}" x2="{lx + 24}" y1="{_H - 14}" y2="{_H - 14}"'
+                         f' stroke="{colour}" stroke-width="3"{dash}/>')
+            parts.append(f'<text x="{lx + 30}" y="{_H - 10}" fill="#1f2933">'
+                         f"{esc(label)}</text>")
+    else:
+        parts.append(f'<text x="{_W / 2}" y="{_H / 2}" text-anchor="middle" fill="#52606d">'
+                     "no opens or clicks recorded yet</text>")
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write_chart(ws: Workspace, report: IssueReport) -> Path:
+    """Write build/<issue>/report.svg atomically; return its path."""
+    folder = ws.build_dir / report.issue_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "report.svg"
+    tmp = path.with_suffix(".svg.tmp")
+    tmp.write_text(chart_svg(report), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,98 @@
+"""The issue commands as a user runs them: exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest import run_cli
+
+
+def test_check_clean_sample_exits_0(cli: Any) -> None:
+    r = cli("check", "issues/2019-09.yaml")
+    assert r.code == 0, r.err
+    assert "0 error(s), 0 warning(s): ok" in r.out
+
+
+def test_check_with_problems_exits_1_and_names_line_and_field(cli: Any, workspace: Path) -> None:
+    path = workspace / "issues" / "2019-09.yaml"
+    path.write_text(path.read_text("utf-8").replace("    url: https://www.example.org/news/2019-09/"
+                                                    "cross-border-network", "    ulr: https://x"),
+                    "utf-8")
+    r = cli("check", "issues/2019-09.yaml")
+    assert r.code == 1
+    assert "Traceback" not in r.err
+    assert "issues/2019-09.yaml:35:5: articles[1].ulr: unknown field (did you mean `url`?)" in r.err
+    assert "articles[1].url: required field is missing" in r.err
+
+
+def test_check_json_and_strict(cli: Any, workspace: Path) -> None:
+    path = workspace / "issues" / "2019-09.yaml"
+    path.write_text(path.read_text("utf-8").replace('preheader: "Labour migration, cross-border '
+                                                    'networks, e-learning and information hubs"',
+                                                    'preheader: "short"'), "utf-8")
+    r = cli("check", "issues/2019-09.yaml", "--format", "json")
+    assert r.code == 0
+    report = json.loads(r.out)
+    assert report["ok"] is True and report["warnings"] == 1
+    assert report["problems"][0]["field"] == "preheader" and report["problems"][0]["line"] == 5
+    assert cli("check", "issues/2019-09.yaml", "--strict").code == 1
+
+
+def test_usage_error_exits_2(cli: Any) -> None:
+    r = cli("check")
+    assert r.code == 2 and "Missing argument" in r.err
+    assert cli("check", "issues/2019-09.yaml", "--format", "xml").code == 2
+
+
+def test_build_prints_report_and_paths(cli: Any, workspace: Path) -> None:
+    r = cli("build", "issues/2019-09.yaml")
+    assert r.code == 0, r.err
+    assert "built 2019-09: 8 articles" in r.out
+    for name in ("email.html", "email.txt", "web.html", "preview.eml"):
+        assert f"build/2019-09/{name}" in r.out
+        assert (workspace / "build" / "2019-09" / name).stat().st_size > 0
+
+
+def test_build_refuses_broken_yaml_without_traceback(cli: Any, workspace: Path) -> None:
+    path = workspace / "issues" / "2019-09.yaml"
+    path.write_text(path.read_text("utf-8") + "subject: again\n", "utf-8")
+    r = cli("build", "issues/2019-09.yaml")
+    assert r.code == 1
+    assert r.err.startswith("error: ") and "Traceback" not in r.err
+    assert 'the key "subject" appears twice' in r.err
+    assert not (workspace / "build").exists()
+    debug = cli("--debug", "build", "issues/2019-09.yaml")
+    assert debug.code == 1 and "Traceback" in debug.err
+
+
+def test_missing_config_names_the_file(tmp_path: Path) -> None:
+    r = run_cli("check", "x.yaml", cwd=tmp_path)
+    assert r.code == 2
+    assert "no newsletter.toml" in r.err and "Traceback" not in r.err
+
+
+def test_bad_config_names_the_key(cli: Any, workspace: Path) -> None:
+    cfg = workspace / "newsletter.toml"
+    cfg.write_text(cfg.read_text("utf-8").replace('primary = "#0b5394"', 'primary = "blue"'), "utf-8")
+    r = cli("build", "issues/2019-09.yaml")
+    assert r.code == 2
+    assert "setting `brand.primary`: Value error, must be a colour like #0b5394" in r.err
+
+
+def test_new_writes_a_skeleton_that_checks_clean(cli: Any, workspace: Path) -> None:
+    r = cli("new", "--date", "2019-10")
+    assert r.code == 0, r.err
+    assert (workspace / "issues" / "2019-10.yaml").exists()
+    check = cli("check", "issues/2019-10.yaml")
+    assert check.code == 0, check.err + check.out
+    again = cli("new", "--date", "2019-10")
+    assert again.code == 1 and "already exists" in again.err
+    assert cli("new", "--date", "October").code == 2
+
+
+def test_schema_is_json(cli: Any) -> None:
+    r = cli("schema")
+    assert r.code == 0
+    assert json.loads(r.out)["title"] == "newsletter issue"

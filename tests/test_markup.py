@@ -1,0 +1,50 @@
+"""markup.py: Markdown is never live HTML, and the text part keeps links whole on their own lines."""
+
+from __future__ import annotations
+
+from newsletter.markup import to_html, to_text, wrap
+
+LONG_URL = "https://www.example.org/news/2019-09/" + "a-very-long-path-segment-" * 4 + "end.html"
+
+
+def test_raw_html_is_escaped_never_live() -> None:
+    out = to_html('<script>alert(1)</script> and <b onclick="x()">bold</b>')
+    assert "<script>" not in out and "<b " not in out
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    assert "&lt;b onclick=&quot;x()&quot;&gt;" in out
+
+
+def test_javascript_links_are_dropped() -> None:
+    out = to_html("[click](javascript:alert(1))")
+    assert "href" not in out and "javascript:alert" in out  # shown as text, not a link
+
+
+def test_markdown_features() -> None:
+    out = to_html("**bold** *it* [link](https://e.org)\n\n- a\n- b")
+    assert "<strong>bold</strong>" in out and "<em>it</em>" in out
+    assert '<a href="https://e.org">link</a>' in out and "<ul>" in out
+
+
+def test_text_links_stand_on_their_own_lines_unbroken() -> None:
+    text = to_text(f"Read [the report]({LONG_URL}) and write to [us](mailto:a@example.org).")
+    lines = text.splitlines()
+    assert lines[0].startswith("Read the report [1] and write to us [2].")
+    assert f"[1] {LONG_URL}" in lines
+    assert "[2] mailto:a@example.org" in lines
+    assert all(len(line) <= 72 or LONG_URL in line for line in lines)
+
+
+def test_text_wraps_without_breaking_words_or_urls() -> None:
+    para = "word " * 40 + LONG_URL
+    out = wrap(para)
+    assert LONG_URL in out.splitlines()
+    assert all(len(line) <= 72 for line in out.splitlines() if LONG_URL not in line)
+
+
+def test_text_lists() -> None:
+    assert to_text("- one\n- two\n\n1. first\n2. second") == "- one\n- two\n\n1. first\n2. second"
+
+
+def test_text_has_no_markup_debris() -> None:
+    out = to_text("**bold** and *italic* and `code`")
+    assert out == "bold and italic and code"
