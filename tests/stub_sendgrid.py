@@ -81,6 +81,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any  # parsed JSON, or None
+    raw: bytes
     action: str
     status: int | None
     accepted: bool
@@ -222,6 +223,7 @@ class StubSendGrid:
                 method=handler.command, path=path,
                 headers={k: v for k, v in handler.headers.items()},
                 body=body if self.record_bodies else None,
+                raw=raw if self.record_bodies else b"",
                 action=action.kind,
                 status=action.status if action.kind in ("ok", "status") else None,
                 accepted=action.accepted, at=time.time(),

@@ -1,0 +1,173 @@
+"""The suppression list (suppressions.py): reading, adding, refreshing, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from newsletter.cli.audience import Reason
+from newsletter.errors import SubscriberListError
+from newsletter.suppressions import (
+    HEADER,
+    REASONS,
+    Suppression,
+    SuppressionList,
+    add_suppressions,
+    read_suppressions,
+)
+
+AT = "2019-09-01T08:00:00+00:00"
+
+
+def entry(email: str, reason: str = "manual", source: str = "test") -> Suppression:
+    return Suppression(email=email, reason=reason, source=source, at=AT)
+
+
+def test_cli_reason_choices_match() -> None:
+    assert get_args(Reason) == REASONS
+
+
+def test_read_the_sample_file(workspace: Path) -> None:
+    rows = list(read_suppressions(workspace / "subscribers" / "suppressions.csv"))
+    assert rows == [Suppression("chloe.martin@example.net", "unsubscribed", "one-click",
+                                "2019-08-30T10:12:00+00:00")]
+
+
+def test_missing_file_is_empty(tmp_path: Path) -> None:
+    assert list(read_suppressions(tmp_path / "none.csv")) == []
+    assert len(SuppressionList(tmp_path / "none.csv")) == 0
+
+
+def test_unknown_reason_names_line_and_value(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("email,reason,source,at\na@example.org,bounced,,\n"
+                    "b@example.org,unsubcribed,form,\n", encoding="utf-8")
+    with pytest.raises(SubscriberListError) as info:
+        list(read_suppressions(path))
+    problem = info.value.problems[0]
+    assert (problem.line, problem.field, problem.message) == (3, "reason",
+                                                              "unknown reason 'unsubcribed'")
+    assert problem.hint == "use one of: unsubscribed, bounced, spam, manual"
+
+
+def test_invalid_address_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("email,reason\nnot-an-address,manual\n", encoding="utf-8")
+    with pytest.raises(SubscriberListError) as info:
+        list(read_suppressions(path))
+    assert (info.value.line, info.value.field) == (2, "email")
+
+
+def test_empty_reason_reads_as_manual_and_case_is_normalised(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("Email;Reason\n Ana@EXAMPLE.org ;\nben@example.org;SPAM\n", encoding="utf-8")
+    assert [(s.email, s.reason) for s in read_suppressions(path)] == [
+        ("Ana@example.org", "manual"), ("ben@example.org", "spam")]
+
+
+def test_add_creates_file_with_header_and_dedupes(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers" / "suppressions.csv"
+    added = add_suppressions(path, [entry(" Ana@Example.ORG "), entry("ben@example.org", "spam"),
+                                    entry("ana@example.org")])
+    assert [(s.email, s.reason) for s in added] == [("Ana@example.org", "manual"),
+                                                    ("ben@example.org", "spam")]
+    assert path.read_text() == (
+        "email,reason,source,at\n"
+        f"Ana@example.org,manual,test,{AT}\nben@example.org,spam,test,{AT}\n")
+    again = add_suppressions(path, [entry("ANA@example.org"), entry("carl@example.org")])
+    assert [s.email for s in again] == ["carl@example.org"]
+    assert path.read_text().count("\n") == 4
+    assert add_suppressions(path, [entry("ben@EXAMPLE.org")]) == []
+
+
+def test_add_keeps_an_existing_files_shape(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    path.write_bytes(b"at;email;reason\r\n2019-01-01;old@example.org;manual")  # no final newline
+    add_suppressions(path, [entry("new@example.org", "bounced")])
+    assert path.read_bytes() == (b"at;email;reason\r\n2019-01-01;old@example.org;manual\r\n"
+                                 + f"{AT};new@example.org;bounced\r\n".encode())
+
+
+def test_add_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    with pytest.raises(ValueError, match="unknown reason 'gone'"):
+        add_suppressions(path, [entry("a@example.org"), entry("b@example.org", "gone")])
+    with pytest.raises(ValueError, match="must have an @-sign"):
+        add_suppressions(path, [entry("a@example.org"), entry("nobody")])
+    assert not path.exists()
+
+
+def test_add_stamps_at_when_missing(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    (added,) = add_suppressions(path, [Suppression("a@example.org", "manual", "", "")])
+    assert added.at.endswith("+00:00") and added.at[:2] == "20"
+
+
+def test_contains_and_refresh(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    sl = SuppressionList(path)
+    assert (len(sl), sl.contains("a@example.org"), sl.refresh()) == (0, False, False)
+    add_suppressions(path, [entry("A@Bücher.DE")])
+    assert sl.contains("a@bücher.de") is False  # not re-read yet
+    assert sl.refresh() is True
+    assert sl.refresh() is False  # unchanged: no re-read
+    assert sl.contains("  a@xn--bcher-kva.de ") and sl.contains("A@BÜCHER.de")
+    assert "a@bücher.de" in sl and len(sl) == 1
+    assert not sl.contains("b@bücher.de")
+    path.unlink()
+    assert sl.refresh() is True and len(sl) == 0
+
+
+def test_refresh_sees_a_file_replaced_by_an_editor(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    add_suppressions(path, [entry("a@example.org")])
+    sl = SuppressionList(path)
+    replacement = tmp_path / "tmp.csv"
+    replacement.write_text("email,reason\nb@example.org,manual\n", encoding="utf-8")
+    os.replace(replacement, path)
+    assert sl.refresh() is True
+    assert (sl.contains("a@example.org"), sl.contains("b@example.org")) == (False, True)
+
+
+def _writer(path: str, worker: int, count: int, barrier: object) -> None:
+    for i in range(count):
+        barrier.wait()  # type: ignore[attr-defined]  # both writers race on every call
+        # the shared address comes from both workers at once: it must be written once
+        add_suppressions(Path(path), [entry(f"w{worker}-{i}@example.org"),
+                                      entry(f"shared-{i}@example.org", "bounced")])
+
+
+def _reader(path: str, rounds: int, errors: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    sl = SuppressionList(Path(path))
+    try:
+        for _ in range(rounds):
+            sl.refresh()
+    except Exception as exc:  # reported to the test, which fails on it
+        errors.put(repr(exc))
+
+
+def test_concurrent_adds_from_two_processes_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    count = 60
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_writer, args=(str(path), w, count, barrier)) for w in (1, 2)]
+    procs.append(ctx.Process(target=_reader, args=(str(path), 300, errors)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert errors.empty()
+    rows = list(read_suppressions(path))
+    emails = [s.email for s in rows]
+    expected = {f"w{w}-{i}@example.org" for w in (1, 2) for i in range(count)}
+    expected |= {f"shared-{i}@example.org" for i in range(count)}
+    assert len(emails) == len(expected) == 3 * count  # nothing lost, nothing twice
+    assert set(emails) == expected
+    assert path.read_text().count(",".join(HEADER)) == 1
