@@ -30,7 +30,9 @@ def chromium_path() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("Debian's chromium is not installed; run scripts/setup-test (apt-get install chromium)")
+    pytest.fail(
+        "Debian's chromium is not installed; run scripts/setup-test (apt-get install chromium)"
+    )
 
 
 @contextmanager

@@ -29,8 +29,13 @@ TEST_ENV = {
 @pytest.fixture(autouse=True)
 def _no_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees a real key or host from the developer's shell."""
-    for name in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "SENDGRID_WEBHOOK_PUBLIC_KEY",
-                 "NEWSLETTER_SECRET", "NEWSLETTER_WORKSPACE"):
+    for name in (
+        "SENDGRID_API_KEY",
+        "SENDGRID_API_HOST",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "NEWSLETTER_SECRET",
+        "NEWSLETTER_WORKSPACE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -54,16 +59,27 @@ class Result:
     err: str
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 120, input: str | None = None) -> Result:
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> Result:
     """Run `python -m newsletter ARGS` as a user would, in a separate process."""
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("SENDGRID_", "NEWSLETTER_"))}
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))
+    }
     full_env.update(env or {})
     full_env.setdefault("COLUMNS", "200")
     proc = subprocess.run(
         [sys.executable, "-m", "newsletter", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=input,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 

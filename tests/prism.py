@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -34,12 +34,18 @@ def prism(spec: str = "tsg_mail_v3.json") -> Iterator[str]:
     if not START_MOCK.is_file():
         pytest.fail(f"{START_MOCK} is missing: the SendGrid mock comes from ../shared/sendgrid")
     if shutil.which("node") is None:
-        pytest.fail("node is not installed; scripts/setup-test installs it (apt-get install nodejs npm)")
+        pytest.fail(
+            "node is not installed; scripts/setup-test installs it (apt-get install nodejs npm)"
+        )
     port = free_port()
     env = dict(os.environ, PRISM_ARGS="-v error", PRISM_LOG=f"/tmp/newsletter-prism-{port}.log")
     out = subprocess.run(
         ["bash", str(START_MOCK), str(port), spec],
-        check=False, capture_output=True, text=True, timeout=300, env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     if out.returncode != 0:
         pytest.fail(f"start-mock.sh failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -47,10 +53,8 @@ def prism(spec: str = "tsg_mail_v3.json") -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 __all__ = ["prism", "free_port", "START_MOCK", "Path"]

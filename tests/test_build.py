@@ -18,9 +18,14 @@ def test_build_writes_four_files_and_preview_eml_is_complete(workspace: Path) ->
     built = build_issue(ws, workspace / "issues" / "2019-09.yaml")
     out = write_build(ws, built, workspace / "build")
     assert sorted(p.name for p in out.folder.iterdir()) == [
-        "email.html", "email.txt", "preview.eml", "web.html"]
-    msg = email.message_from_bytes((out.folder / "preview.eml").read_bytes(),
-                                   policy=email.policy.default)
+        "email.html",
+        "email.txt",
+        "preview.eml",
+        "web.html",
+    ]
+    msg = email.message_from_bytes(
+        (out.folder / "preview.eml").read_bytes(), policy=email.policy.default
+    )
     assert msg.get_content_type() == "multipart/alternative"
     assert msg["Subject"] == "Mesoamerica & Caribbean Digest — September 2019"
     assert msg["From"].addresses[0].addr_spec == "digest@news.example.org"
@@ -43,7 +48,9 @@ def test_builds_are_byte_identical(workspace: Path, tmp_path: Path) -> None:
 def test_build_refuses_and_writes_nothing_when_check_finds_errors(workspace: Path) -> None:
     ws = Workspace(workspace)
     footer = workspace / "templates" / "default" / "_footer.mjml.j2"
-    footer.write_text(footer.read_text("utf-8").replace("<br>{{ org.postal_address }}", ""), "utf-8")
+    footer.write_text(
+        footer.read_text("utf-8").replace("<br>{{ org.postal_address }}", ""), "utf-8"
+    )
     with pytest.raises(CheckFailed) as info:
         build_issue(ws, workspace / "issues" / "2019-09.yaml")
     assert "postal address is missing" in str(info.value)
@@ -52,9 +59,13 @@ def test_build_refuses_and_writes_nothing_when_check_finds_errors(workspace: Pat
 
 def test_strict_refuses_on_warnings(workspace: Path) -> None:
     path = workspace / "issues" / "2019-09.yaml"
-    path.write_text(path.read_text("utf-8").replace(
-        "url: https://www.example.org/news/2019-09/why-e-learning",
-        "url: http://www.example.org/news/2019-09/why-e-learning"), "utf-8")
+    path.write_text(
+        path.read_text("utf-8").replace(
+            "url: https://www.example.org/news/2019-09/why-e-learning",
+            "url: http://www.example.org/news/2019-09/why-e-learning",
+        ),
+        "utf-8",
+    )
     ws = Workspace(workspace)
     assert build_issue(ws, path).warnings
     with pytest.raises(CheckFailed):

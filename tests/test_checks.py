@@ -33,8 +33,10 @@ def test_sample_is_clean(workspace: Path) -> None:
 
 
 def article_block(i: int, words: int) -> str:
-    return (f'  - title: "Story {i}"\n    summary: |\n      ' + "lorem ipsum " * words + "\n"
-            f"    url: https://www.example.org/{i}\n")
+    return (
+        f'  - title: "Story {i}"\n    summary: |\n      ' + "lorem ipsum " * words + "\n"
+        f"    url: https://www.example.org/{i}\n"
+    )
 
 
 def with_articles(workspace: Path, n: int, words: int) -> None:
@@ -59,8 +61,11 @@ def test_over_90000_bytes_is_a_warning(workspace: Path) -> None:
 
 
 def test_image_without_alt_in_markdown(workspace: Path) -> None:
-    edit(issue(workspace), "    summary: |\n      Technological advances",
-         "    summary: |\n      ![](https://www.example.org/x.png) Technological advances")
+    edit(
+        issue(workspace),
+        "    summary: |\n      Technological advances",
+        "    summary: |\n      ![](https://www.example.org/x.png) Technological advances",
+    )
     found = [p for p in problems(workspace) if p.code == "img_alt"]
     assert found[0].severity == "error" and found[0].field == "articles[4].summary"
     assert found[0].line == 60  # the summary key of the fifth article
@@ -69,17 +74,26 @@ def test_image_without_alt_in_markdown(workspace: Path) -> None:
 
 
 def test_non_https_links_are_warnings_with_their_line(workspace: Path) -> None:
-    edit(issue(workspace), "url: https://www.example.org/news/2019-09/why-e-learning",
-         "url: http://www.example.org/news/2019-09/why-e-learning")
+    edit(
+        issue(workspace),
+        "url: https://www.example.org/news/2019-09/why-e-learning",
+        "url: http://www.example.org/news/2019-09/why-e-learning",
+    )
     found = [p for p in problems(workspace) if p.code == "not_https"]
     assert [(p.severity, p.field, p.line) for p in found] == [("warning", "articles[4].url", 64)]
 
 
 def test_subject_and_preheader_lengths(workspace: Path) -> None:
-    edit(issue(workspace), 'subject: "Mesoamerica & Caribbean Digest — September 2019"',
-         'subject: "' + "Long subject " * 7 + '"')
-    edit(issue(workspace), 'preheader: "Labour migration, cross-border networks, e-learning and '
-                           'information hubs"', 'preheader: "Too short"')
+    edit(
+        issue(workspace),
+        'subject: "Mesoamerica & Caribbean Digest — September 2019"',
+        'subject: "' + "Long subject " * 7 + '"',
+    )
+    edit(
+        issue(workspace),
+        'preheader: "Labour migration, cross-border networks, e-learning and information hubs"',
+        'preheader: "Too short"',
+    )
     found = problems(workspace)
     assert set(codes(found, "warning")) == {"subject_long", "preheader_length"}
     assert [p.line for p in found] == [4, 5]
@@ -87,8 +101,9 @@ def test_subject_and_preheader_lengths(workspace: Path) -> None:
 
 def test_missing_preheader_is_a_warning(workspace: Path) -> None:
     text = issue(workspace).read_text("utf-8").splitlines()
-    issue(workspace).write_text("\n".join(ln for ln in text if not ln.startswith("preheader:")),
-                                "utf-8")
+    issue(workspace).write_text(
+        "\n".join(ln for ln in text if not ln.startswith("preheader:")), "utf-8"
+    )
     assert codes(problems(workspace)) == ["preheader_missing"]
 
 
@@ -107,8 +122,11 @@ def test_mjml_typo_that_mrml_drops_silently_is_caught_with_its_line(workspace: P
     edit(article, 'padding="0 24px 20px" />', 'paddng="0 24px 20px" />')
     found = [p for p in problems(workspace) if p.code == "mjml"]
     messages = [(p.path.name if p.path else "", p.line, p.message) for p in found]
-    assert ("_article.mjml.j2", 3, '<mj-divider> has no attribute "paddng"; mjml-python ignores it '
-            "silently") in messages
+    assert (
+        "_article.mjml.j2",
+        3,
+        '<mj-divider> has no attribute "paddng"; mjml-python ignores it silently',
+    ) in messages
     assert any(m[1] == 8 and "<mj-txt> is not an MJML component" in m[2] for m in messages)
 
 

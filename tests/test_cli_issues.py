@@ -17,9 +17,13 @@ def test_check_clean_sample_exits_0(cli: Any) -> None:
 
 def test_check_with_problems_exits_1_and_names_line_and_field(cli: Any, workspace: Path) -> None:
     path = workspace / "issues" / "2019-09.yaml"
-    path.write_text(path.read_text("utf-8").replace("    url: https://www.example.org/news/2019-09/"
-                                                    "cross-border-network", "    ulr: https://x"),
-                    "utf-8")
+    path.write_text(
+        path.read_text("utf-8").replace(
+            "    url: https://www.example.org/news/2019-09/cross-border-network",
+            "    ulr: https://x",
+        ),
+        "utf-8",
+    )
     r = cli("check", "issues/2019-09.yaml")
     assert r.code == 1
     assert "Traceback" not in r.err
@@ -29,9 +33,13 @@ def test_check_with_problems_exits_1_and_names_line_and_field(cli: Any, workspac
 
 def test_check_json_and_strict(cli: Any, workspace: Path) -> None:
     path = workspace / "issues" / "2019-09.yaml"
-    path.write_text(path.read_text("utf-8").replace('preheader: "Labour migration, cross-border '
-                                                    'networks, e-learning and information hubs"',
-                                                    'preheader: "short"'), "utf-8")
+    path.write_text(
+        path.read_text("utf-8").replace(
+            'preheader: "Labour migration, cross-border networks, e-learning and information hubs"',
+            'preheader: "short"',
+        ),
+        "utf-8",
+    )
     r = cli("check", "issues/2019-09.yaml", "--format", "json")
     assert r.code == 0
     report = json.loads(r.out)
@@ -75,7 +83,9 @@ def test_missing_config_names_the_file(tmp_path: Path) -> None:
 
 def test_bad_config_names_the_key(cli: Any, workspace: Path) -> None:
     cfg = workspace / "newsletter.toml"
-    cfg.write_text(cfg.read_text("utf-8").replace('primary = "#0b5394"', 'primary = "blue"'), "utf-8")
+    cfg.write_text(
+        cfg.read_text("utf-8").replace('primary = "#0b5394"', 'primary = "blue"'), "utf-8"
+    )
     r = cli("build", "issues/2019-09.yaml")
     assert r.code == 2
     assert "setting `brand.primary`: Value error, must be a colour like #0b5394" in r.err

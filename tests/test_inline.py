@@ -79,9 +79,11 @@ def css_server() -> Iterator[str]:
 
 
 def test_3_never_fetches_stylesheets(css_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    page = (f'<!doctype html><html><head><link rel="stylesheet" href="{css_server}/link.css">'
-            f'<style>@import url({css_server}/import.css); p {{ color: blue; }}</style></head>'
-            '<body><p>x</p></body></html>')
+    page = (
+        f'<!doctype html><html><head><link rel="stylesheet" href="{css_server}/link.css">'
+        f"<style>@import url({css_server}/import.css); p {{ color: blue; }}</style></head>"
+        "<body><p>x</p></body></html>"
+    )
     Premailer(page).transform()
     assert "/link.css" in _Counter.hits  # the defect: premailer fetches by default
     _Counter.hits = []
@@ -101,15 +103,20 @@ def test_3_never_fetches_stylesheets(css_server: str, monkeypatch: pytest.Monkey
 def _attributes(doc: str) -> list[tuple[str, dict[str, str]]]:
     tree = lxml_html.fromstring(doc)
     keep = ("width", "height", "align", "valign", "bgcolor", "background")
-    return [(el.tag, {k: v for k, v in el.attrib.items() if k in keep})
-            for el in tree.iter() if isinstance(el.tag, str)]
+    return [
+        (el.tag, {k: v for k, v in el.attrib.items() if k in keep})
+        for el in tree.iter()
+        if isinstance(el.tag, str)
+    ]
 
 
 def test_4_outlook_attributes_are_not_rewritten(mjml_html: str) -> None:
-    page = ('<!doctype html><html><head><style>.w { width: 300px; text-align: right; '
-            'background-color: #abc; }</style></head><body>'
-            '<table><tr><td class="w">x</td></tr></table>'
-            '<img class="w" src="https://e.org/a.png" width="100" alt="a"></body></html>')
+    page = (
+        "<!doctype html><html><head><style>.w { width: 300px; text-align: right; "
+        "background-color: #abc; }</style></head><body>"
+        '<table><tr><td class="w">x</td></tr></table>'
+        '<img class="w" src="https://e.org/a.png" width="100" alt="a"></body></html>'
+    )
     default = Premailer(page).transform()
     assert 'bgcolor="#aabbcc"' in default and 'width="300"' in default  # the defect
     ours = inline_css(page)
@@ -134,7 +141,9 @@ def test_rules_are_inlined(mjml_html: str) -> None:
 
 
 def test_placeholders_survive_inlining(tmp_path: Path) -> None:
-    page = ('<!doctype html><html><head></head><body><a href="%%unsubscribe_url%%">u</a>'
-            "<p>Hello %%first_name_html%%,</p></body></html>")
+    page = (
+        '<!doctype html><html><head></head><body><a href="%%unsubscribe_url%%">u</a>'
+        "<p>Hello %%first_name_html%%,</p></body></html>"
+    )
     out = inline_css(page)
     assert 'href="%%unsubscribe_url%%"' in out and "Hello %%first_name_html%%," in out

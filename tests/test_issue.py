@@ -41,7 +41,9 @@ def test_sample_issue_has_all_eight_articles_from_the_digest() -> None:
     located = read_issue(REPO / SAMPLE_ISSUE)
     issue = located.issue
     assert len(issue.articles) == 8
-    source = (REPO.parent / "shared" / "examples" / "regional-digest-2019-09.txt").read_text("utf-8")
+    source = (REPO.parent / "shared" / "examples" / "regional-digest-2019-09.txt").read_text(
+        "utf-8"
+    )
     for article in issue.articles:
         assert article.title in source  # titles verbatim
         assert article.url.host and article.url.host.endswith("example.org")
@@ -58,8 +60,10 @@ def test_minimal_issue_reads(tmp_path: Path) -> None:
 def test_unknown_key_suggests_the_right_one_with_line_and_field(tmp_path: Path) -> None:
     text = GOOD.replace("  - title:", "  - titel:")
     got = problems(write(tmp_path, text))
-    assert any("2019-09.yaml:5:5: articles[0].titel: unknown field (did you mean `title`?)" in p
-               for p in got), got
+    assert any(
+        "2019-09.yaml:5:5: articles[0].titel: unknown field (did you mean `title`?)" in p
+        for p in got
+    ), got
     assert any("articles[0].title: required field is missing" in p for p in got), got
 
 
@@ -72,14 +76,18 @@ def test_missing_alt_points_at_the_image(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    text = GOOD.replace("2019-09-30", "2019-13-01").replace("https://www.example.org/a", "not a url")
+    text = GOOD.replace("2019-09-30", "2019-13-01").replace(
+        "https://www.example.org/a", "not a url"
+    )
     got = problems(write(tmp_path, text))
     assert any(":3:1: date: is not a date; write it as YYYY-MM-DD" in p for p in got), got
     assert any(":7:5: articles[0].url: is not a web address" in p for p in got), got
 
 
 def test_wrong_types(tmp_path: Path) -> None:
-    got = problems(write(tmp_path, GOOD.replace("date: 2019-09-30", "date: 2019-09-30\nnumber: many")))
+    got = problems(
+        write(tmp_path, GOOD.replace("date: 2019-09-30", "date: 2019-09-30\nnumber: many"))
+    )
     assert any("number: must be a whole number" in p for p in got), got
     got = problems(write(tmp_path, GOOD.replace('  - title: "First"', '  - title: ["a", "b"]')))
     assert any("articles[0].title: must be text" in p for p in got), got
@@ -106,8 +114,10 @@ def test_tab_indentation(tmp_path: Path) -> None:
 def test_not_utf8_names_line_and_column(tmp_path: Path) -> None:
     data = GOOD.replace("First", "Caf\u00e9").replace("\u2014", "-").encode("latin-1")
     got = problems(write(tmp_path, data))
-    assert got == [f"{tmp_path / '2019-09.yaml'}:5:16: not UTF-8 text (byte 0xe9 cannot be read) "
-                   "(save the file as UTF-8 in your editor)"]
+    assert got == [
+        f"{tmp_path / '2019-09.yaml'}:5:16: not UTF-8 text (byte 0xe9 cannot be read) "
+        "(save the file as UTF-8 in your editor)"
+    ]
 
 
 def test_utf8_bom_is_fine(tmp_path: Path) -> None:
@@ -117,8 +127,9 @@ def test_utf8_bom_is_fine(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n"])
 def test_empty_file(tmp_path: Path, text: str) -> None:
     got = problems(write(tmp_path, text))
-    assert got[0].endswith(":1: the file is empty (start from `newsletter new`, which writes a "
-                           "commented skeleton)")
+    assert got[0].endswith(
+        ":1: the file is empty (start from `newsletter new`, which writes a commented skeleton)"
+    )
 
 
 def test_a_list_instead_of_fields(tmp_path: Path) -> None:
@@ -149,8 +160,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_multiline_subject_is_refused(tmp_path: Path) -> None:
-    got = problems(write(tmp_path, GOOD.replace('subject: "Digest — September 2019"',
-                                                 'subject: "one\\ntwo"')))
+    got = problems(
+        write(tmp_path, GOOD.replace('subject: "Digest — September 2019"', 'subject: "one\\ntwo"'))
+    )
     assert any("subject: must be a single line" in p for p in got), got
 
 

@@ -68,11 +68,14 @@ def test_injection_in_titles_renders_as_text(workspace: Path) -> None:
     ws, path = sample(workspace)
     text = path.read_text("utf-8").replace(
         'title: "Why choose E-learning?"',
-        "title: \"<script>alert('x')</script> {{ config }} {% if 1 %}x{% endif %}\"")
+        "title: \"<script>alert('x')</script> {{ config }} {% if 1 %}x{% endif %}\"",
+    )
     path.write_text(text, "utf-8")
     built = compose(ws, path)
     assert "<script>alert" not in built.html
-    assert "&lt;script&gt;alert('x')&lt;/script&gt; {{ config }} {% if 1 %}x{% endif %}" in built.html
+    assert (
+        "&lt;script&gt;alert('x')&lt;/script&gt; {{ config }} {% if 1 %}x{% endif %}" in built.html
+    )
     assert built.errors == []
     assert "<script>alert('x')</script> {{ config }} {% if 1 %}x{% endif %}" in built.text
 
@@ -80,7 +83,9 @@ def test_injection_in_titles_renders_as_text(workspace: Path) -> None:
 def test_undefined_variable_in_template_is_an_error_naming_it(workspace: Path) -> None:
     ws, path = sample(workspace)
     footer = workspace / "templates" / "default" / "_footer.mjml.j2"
-    footer.write_text(footer.read_text("utf-8").replace("{{ org.name }}", "{{ org.nmae }}"), "utf-8")
+    footer.write_text(
+        footer.read_text("utf-8").replace("{{ org.name }}", "{{ org.nmae }}"), "utf-8"
+    )
     with pytest.raises(TemplateError) as info:
         compose(ws, path)
     assert "undefined value" in str(info.value) and "nmae" in str(info.value)

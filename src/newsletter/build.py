@@ -89,9 +89,14 @@ def compose(ws: Workspace, path: Path, renderer: Renderer | None = None) -> Buil
         + lint_output(located, ws.config, html, text, ws.theme_dir)
     )
     if any(p in web_html for p in ALL_PLACEHOLDERS):
-        problems.append(Problem(message="the browser version contains per-recipient placeholders",
-                                path=template, code="web_placeholder",
-                                hint="wrap them in {% if not web %} … {% endif %}"))
+        problems.append(
+            Problem(
+                message="the browser version contains per-recipient placeholders",
+                path=template,
+                code="web_placeholder",
+                hint="wrap them in {% if not web %} … {% endif %}",
+            )
+        )
     timings["check"] = time.perf_counter() - t5
     timings["total"] = time.perf_counter() - t0
     issue = located.issue
@@ -111,8 +116,9 @@ def compose(ws: Workspace, path: Path, renderer: Renderer | None = None) -> Buil
     )
 
 
-def build_issue(ws: Workspace, issue_path: Path, *, strict: bool = False,
-                renderer: Renderer | None = None) -> BuiltIssue:
+def build_issue(
+    ws: Workspace, issue_path: Path, *, strict: bool = False, renderer: Renderer | None = None
+) -> BuiltIssue:
     """Compose an issue and refuse (CheckFailed) when check finds errors (or warnings, strict)."""
     built = compose(ws, issue_path, renderer)
     if built.errors or (strict and built.warnings):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from markdown_it.token import Token
 
@@ -32,8 +33,8 @@ MIN_CONTRAST = 4.5
 SAMPLE_UNSUBSCRIBE_URL = "https://news.example.org/u/" + "x" * 120
 
 
-def _warn(located: Located, field: str, message: str, **kw: object) -> Problem:
-    return located.problem(field, message, severity="warning", **kw)  # type: ignore[arg-type]
+def _warn(located: Located, field: str, message: str, **kw: Any) -> Problem:
+    return located.problem(field, message, severity="warning", **kw)
 
 
 # ---------------------------------------------------------------- the issue itself
@@ -41,29 +42,57 @@ def lint_issue(located: Located) -> list[Problem]:
     issue = located.issue
     out: list[Problem] = []
     if len(issue.subject) > SUBJECT_MAX:
-        out.append(_warn(located, "subject",
-                         f"is {len(issue.subject)} characters; phones cut it after about {SUBJECT_MAX}",
-                         hint="put the most important words first", code="subject_long"))
+        out.append(
+            _warn(
+                located,
+                "subject",
+                f"is {len(issue.subject)} characters; phones cut it after about {SUBJECT_MAX}",
+                hint="put the most important words first",
+                code="subject_long",
+            )
+        )
     if not issue.preheader:
-        out.append(_warn(located, "preheader",
-                         "is missing; inboxes will show the first words of the email instead",
-                         hint=f"add `preheader:` with {PREHEADER_MIN}-{PREHEADER_MAX} characters",
-                         code="preheader_missing"))
+        out.append(
+            _warn(
+                located,
+                "preheader",
+                "is missing; inboxes will show the first words of the email instead",
+                hint=f"add `preheader:` with {PREHEADER_MIN}-{PREHEADER_MAX} characters",
+                code="preheader_missing",
+            )
+        )
     elif not PREHEADER_MIN <= len(issue.preheader) <= PREHEADER_MAX:
-        out.append(_warn(located, "preheader",
-                         f"is {len(issue.preheader)} characters; "
-                         f"{PREHEADER_MIN}-{PREHEADER_MAX} shows well in inboxes",
-                         code="preheader_length"))
+        out.append(
+            _warn(
+                located,
+                "preheader",
+                f"is {len(issue.preheader)} characters; "
+                f"{PREHEADER_MIN}-{PREHEADER_MAX} shows well in inboxes",
+                code="preheader_length",
+            )
+        )
     for i, art in enumerate(issue.articles):
         base = f"articles[{i}]"
         if art.url.scheme != "https":
-            out.append(_warn(located, f"{base}.url", "link is not https",
-                             hint="use the https:// address; many clients flag http links",
-                             code="not_https"))
+            out.append(
+                _warn(
+                    located,
+                    f"{base}.url",
+                    "link is not https",
+                    hint="use the https:// address; many clients flag http links",
+                    code="not_https",
+                )
+            )
         if art.image and art.image.src.scheme != "https":
-            out.append(_warn(located, f"{base}.image.src", "image is not https",
-                             hint="Gmail and Outlook block or warn on http images",
-                             code="not_https"))
+            out.append(
+                _warn(
+                    located,
+                    f"{base}.image.src",
+                    "image is not https",
+                    hint="Gmail and Outlook block or warn on http images",
+                    code="not_https",
+                )
+            )
     markdown_fields = [("intro", issue.intro), ("closing", issue.closing)] + [
         (f"articles[{i}].summary", a.summary) for i, a in enumerate(issue.articles)
     ]
@@ -88,9 +117,14 @@ def _lint_markdown(located: Located, field: str, source: str) -> list[Problem]:
     for tok in _walk(markup._md().parse(source)):
         if tok.type == "image":
             if not tok.content.strip():
-                out.append(located.problem(field, "image without alt text",
-                                           hint="write ![what the picture shows](https://...)",
-                                           code="img_alt"))
+                out.append(
+                    located.problem(
+                        field,
+                        "image without alt text",
+                        hint="write ![what the picture shows](https://...)",
+                        code="img_alt",
+                    )
+                )
             src = str(tok.attrs.get("src", ""))
             if not src.startswith("https://"):
                 out.append(_warn(located, field, f"image is not https: {src}", code="not_https"))
@@ -99,9 +133,15 @@ def _lint_markdown(located: Located, field: str, source: str) -> list[Problem]:
             if href.startswith("http://"):
                 out.append(_warn(located, field, f"link is not https: {href}", code="not_https"))
     if _RAW_TAG.search(source):
-        out.append(_warn(located, field, "contains HTML tags, which are shown as plain text",
-                         hint="use Markdown instead: **bold**, *italic*, [text](https://...)",
-                         code="raw_html"))
+        out.append(
+            _warn(
+                located,
+                field,
+                "contains HTML tags, which are shown as plain text",
+                hint="use Markdown instead: **bold**, *italic*, [text](https://...)",
+                code="raw_html",
+            )
+        )
     return out
 
 
@@ -125,28 +165,61 @@ def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
     brand = cfg.brand
     pairs = [
         ("brand.text", brand.text, brand.surface, "body text on the article background", "error"),
-        ("brand.primary", "#ffffff", brand.primary, "button text (white) on brand.primary", "error"),
-        ("brand.muted", brand.muted, brand.background, "footer text on brand.background", "warning"),
-        ("brand.accent", brand.accent, brand.surface, "category labels on the article background",
-         "warning"),
+        (
+            "brand.primary",
+            "#ffffff",
+            brand.primary,
+            "button text (white) on brand.primary",
+            "error",
+        ),
+        (
+            "brand.muted",
+            brand.muted,
+            brand.background,
+            "footer text on brand.background",
+            "warning",
+        ),
+        (
+            "brand.accent",
+            brand.accent,
+            brand.surface,
+            "category labels on the article background",
+            "warning",
+        ),
     ]
     for key, fg, bg, what, severity in pairs:
         ratio = contrast(fg, bg)
         if ratio < MIN_CONTRAST:
-            out.append(Problem(
-                message=f"contrast of {what} is {ratio:.2f}:1; at least {MIN_CONTRAST}:1 is needed",
-                path=config_path, field=key, severity=severity, code="contrast",
-                hint="pick a darker text colour or a lighter background"))
-    links = {"organisation.website": cfg.organisation.website,
-             "archive.base_url": cfg.archive.base_url, "send.unsubscribe_url": cfg.send.unsubscribe_url}
+            out.append(
+                Problem(
+                    message=f"contrast of {what} is {ratio:.2f}:1; at least {MIN_CONTRAST}:1 is needed",
+                    path=config_path,
+                    field=key,
+                    severity=severity,
+                    code="contrast",
+                    hint="pick a darker text colour or a lighter background",
+                )
+            )
+    links = {
+        "organisation.website": cfg.organisation.website,
+        "archive.base_url": cfg.archive.base_url,
+        "send.unsubscribe_url": cfg.send.unsubscribe_url,
+    }
     if cfg.organisation.logo_url:
         links["organisation.logo_url"] = cfg.organisation.logo_url
     for i, s in enumerate(cfg.social):
         links[f"social[{i}].url"] = s.url
     for key, url in links.items():
         if url.scheme != "https":
-            out.append(Problem(message="link is not https", path=config_path, field=key,
-                               severity="warning", code="not_https"))
+            out.append(
+                Problem(
+                    message="link is not https",
+                    path=config_path,
+                    field=key,
+                    severity="warning",
+                    code="not_https",
+                )
+            )
     return out
 
 
@@ -168,43 +241,78 @@ class _Tags(HTMLParser):
             self.mj_tags.add(tag)
 
 
-def lint_output(located: Located, cfg: Config, html: str, text: str, theme_dir: Path) -> list[Problem]:
+def lint_output(
+    located: Located, cfg: Config, html: str, text: str, theme_dir: Path
+) -> list[Problem]:
     """Checks on what subscribers will receive (after inlining)."""
     out: list[Problem] = []
     path = located.path
     size = len(html.replace(UNSUBSCRIBE_URL, SAMPLE_UNSUBSCRIBE_URL).encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
-        out.append(Problem(
-            message=f"the email is {size:,} bytes; Gmail clips messages over {GMAIL_CLIP_BYTES:,} "
-                    "(the end, with the unsubscribe link, is hidden)",
-            path=path, severity="error", code="size",
-            hint="shorten summaries or move articles to the next issue"))
+        out.append(
+            Problem(
+                message=f"the email is {size:,} bytes; Gmail clips messages over {GMAIL_CLIP_BYTES:,} "
+                "(the end, with the unsubscribe link, is hidden)",
+                path=path,
+                severity="error",
+                code="size",
+                hint="shorten summaries or move articles to the next issue",
+            )
+        )
     elif size > SIZE_WARNING_BYTES:
-        out.append(Problem(
-            message=f"the email is {size:,} bytes, close to Gmail's {GMAIL_CLIP_BYTES:,}-byte clipping",
-            path=path, severity="warning", code="size"))
+        out.append(
+            Problem(
+                message=f"the email is {size:,} bytes, close to Gmail's {GMAIL_CLIP_BYTES:,}-byte clipping",
+                path=path,
+                severity="warning",
+                code="size",
+            )
+        )
     tags = _Tags()
     tags.feed(html)
     template = theme_dir / "email.mjml.j2"
     for src in tags.imgs_without_alt:
-        out.append(Problem(message=f"image without alt text in the output: {src}", path=template,
-                           code="img_alt", hint="give every mj-image an alt attribute"))
+        out.append(
+            Problem(
+                message=f"image without alt text in the output: {src}",
+                path=template,
+                code="img_alt",
+                hint="give every mj-image an alt attribute",
+            )
+        )
     for tag in sorted(tags.mj_tags):
-        out.append(Problem(message=f"<{tag}> was left in the HTML: MJML does not know it",
-                           path=template, code="mjml_unknown"))
+        out.append(
+            Problem(
+                message=f"<{tag}> was left in the HTML: MJML does not know it",
+                path=template,
+                code="mjml_unknown",
+            )
+        )
     for href in tags.hrefs:
         if not href.strip() or href.strip() == "#":
-            out.append(Problem(message="a link has an empty address", path=template, code="empty_link"))
+            out.append(
+                Problem(message="a link has an empty address", path=template, code="empty_link")
+            )
     org = cfg.organisation.postal_address
     if not _contains_text(html, org) or " ".join(org.split()) not in " ".join(text.split()):
-        out.append(Problem(message="the postal address is missing from the email",
-                           path=template, code="postal_address",
-                           hint=f"bulk email must show it; set organisation.postal_address in {CONFIG_FILE} "
-                                "and keep {{ org.postal_address }} in the footer"))
+        out.append(
+            Problem(
+                message="the postal address is missing from the email",
+                path=template,
+                code="postal_address",
+                hint=f"bulk email must show it; set organisation.postal_address in {CONFIG_FILE} "
+                "and keep {{ org.postal_address }} in the footer",
+            )
+        )
     if f'href="{UNSUBSCRIBE_URL}"' not in html or UNSUBSCRIBE_URL not in text:
-        out.append(Problem(message="the unsubscribe link is missing from the email",
-                           path=template, code="unsubscribe",
-                           hint="keep {{ placeholders.unsubscribe_url }} in the footer and text.txt.j2"))
+        out.append(
+            Problem(
+                message="the unsubscribe link is missing from the email",
+                path=template,
+                code="unsubscribe",
+                hint="keep {{ placeholders.unsubscribe_url }} in the footer and text.txt.j2",
+            )
+        )
     return out
 
 
@@ -215,10 +323,29 @@ def _contains_text(html: str, needle: str) -> bool:
 
 
 # ---------------------------------------------------------------- the theme's MJML
-_CONTENT = {"mj-text", "mj-image", "mj-button", "mj-divider", "mj-spacer", "mj-table", "mj-raw",
-            "mj-social", "mj-navbar", "mj-accordion", "mj-carousel"}
-_COMMON = {"css-class", "mj-class", "padding", "padding-top", "padding-bottom", "padding-left",
-           "padding-right", "container-background-color"}
+_CONTENT = {
+    "mj-text",
+    "mj-image",
+    "mj-button",
+    "mj-divider",
+    "mj-spacer",
+    "mj-table",
+    "mj-raw",
+    "mj-social",
+    "mj-navbar",
+    "mj-accordion",
+    "mj-carousel",
+}
+_COMMON = {
+    "css-class",
+    "mj-class",
+    "padding",
+    "padding-top",
+    "padding-bottom",
+    "padding-left",
+    "padding-right",
+    "container-background-color",
+}
 MJML_TAGS: dict[str, tuple[set[str], set[str]]] = {
     # tag: (allowed parents, allowed attributes)
     "mjml": (set(), {"lang", "dir", "owa"}),
@@ -231,39 +358,163 @@ MJML_TAGS: dict[str, tuple[set[str], set[str]]] = {
     "mj-breakpoint": ({"mj-head"}, {"width"}),
     "mj-attributes": ({"mj-head"}, set()),
     "mj-all": ({"mj-attributes"}, {"font-family"}),
-    "mj-raw": ({"mj-head", "mj-body", "mj-column", "mj-section", "mj-wrapper", "mj-hero"},
-               {"position"}),
-    "mj-wrapper": ({"mj-body"}, {"background-color", "background-url", "border", "border-radius",
-                                 "full-width", "text-align", "padding"} | _COMMON),
-    "mj-section": ({"mj-body", "mj-wrapper"}, {
-        "background-color", "background-url", "background-repeat", "background-size",
-        "background-position", "border", "border-top", "border-bottom", "border-left",
-        "border-right", "border-radius", "direction", "full-width", "text-align"} | _COMMON),
-    "mj-group": ({"mj-section"}, {"width", "vertical-align", "background-color", "direction",
-                                  "css-class"}),
-    "mj-column": ({"mj-section", "mj-group"}, {
-        "width", "vertical-align", "background-color", "inner-background-color", "border",
-        "border-radius", "inner-border", "inner-border-radius"} | _COMMON),
-    "mj-hero": ({"mj-body", "mj-wrapper"}, {"mode", "height", "background-url", "background-width",
-                                           "background-height", "background-color",
-                                           "vertical-align"} | _COMMON),
-    "mj-text": ({"mj-column", "mj-hero"}, {
-        "color", "font-family", "font-size", "font-style", "font-weight", "line-height",
-        "letter-spacing", "height", "text-decoration", "text-transform", "align"} | _COMMON),
-    "mj-image": ({"mj-column", "mj-hero"}, {
-        "src", "srcset", "sizes", "alt", "title", "href", "target", "rel", "name", "width",
-        "height", "align", "border", "border-radius", "fluid-on-mobile", "usemap"} | _COMMON),
-    "mj-button": ({"mj-column", "mj-hero"}, {
-        "href", "target", "rel", "title", "name", "background-color", "color", "font-family",
-        "font-size", "font-style", "font-weight", "line-height", "letter-spacing", "height",
-        "width", "text-decoration", "text-transform", "text-align", "vertical-align", "align",
-        "border", "border-radius", "inner-padding"} | _COMMON),
-    "mj-divider": ({"mj-column", "mj-hero"}, {"border-color", "border-style", "border-width",
-                                             "width", "align"} | _COMMON),
+    "mj-raw": (
+        {"mj-head", "mj-body", "mj-column", "mj-section", "mj-wrapper", "mj-hero"},
+        {"position"},
+    ),
+    "mj-wrapper": (
+        {"mj-body"},
+        {
+            "background-color",
+            "background-url",
+            "border",
+            "border-radius",
+            "full-width",
+            "text-align",
+            "padding",
+        }
+        | _COMMON,
+    ),
+    "mj-section": (
+        {"mj-body", "mj-wrapper"},
+        {
+            "background-color",
+            "background-url",
+            "background-repeat",
+            "background-size",
+            "background-position",
+            "border",
+            "border-top",
+            "border-bottom",
+            "border-left",
+            "border-right",
+            "border-radius",
+            "direction",
+            "full-width",
+            "text-align",
+        }
+        | _COMMON,
+    ),
+    "mj-group": (
+        {"mj-section"},
+        {"width", "vertical-align", "background-color", "direction", "css-class"},
+    ),
+    "mj-column": (
+        {"mj-section", "mj-group"},
+        {
+            "width",
+            "vertical-align",
+            "background-color",
+            "inner-background-color",
+            "border",
+            "border-radius",
+            "inner-border",
+            "inner-border-radius",
+        }
+        | _COMMON,
+    ),
+    "mj-hero": (
+        {"mj-body", "mj-wrapper"},
+        {
+            "mode",
+            "height",
+            "background-url",
+            "background-width",
+            "background-height",
+            "background-color",
+            "vertical-align",
+        }
+        | _COMMON,
+    ),
+    "mj-text": (
+        {"mj-column", "mj-hero"},
+        {
+            "color",
+            "font-family",
+            "font-size",
+            "font-style",
+            "font-weight",
+            "line-height",
+            "letter-spacing",
+            "height",
+            "text-decoration",
+            "text-transform",
+            "align",
+        }
+        | _COMMON,
+    ),
+    "mj-image": (
+        {"mj-column", "mj-hero"},
+        {
+            "src",
+            "srcset",
+            "sizes",
+            "alt",
+            "title",
+            "href",
+            "target",
+            "rel",
+            "name",
+            "width",
+            "height",
+            "align",
+            "border",
+            "border-radius",
+            "fluid-on-mobile",
+            "usemap",
+        }
+        | _COMMON,
+    ),
+    "mj-button": (
+        {"mj-column", "mj-hero"},
+        {
+            "href",
+            "target",
+            "rel",
+            "title",
+            "name",
+            "background-color",
+            "color",
+            "font-family",
+            "font-size",
+            "font-style",
+            "font-weight",
+            "line-height",
+            "letter-spacing",
+            "height",
+            "width",
+            "text-decoration",
+            "text-transform",
+            "text-align",
+            "vertical-align",
+            "align",
+            "border",
+            "border-radius",
+            "inner-padding",
+        }
+        | _COMMON,
+    ),
+    "mj-divider": (
+        {"mj-column", "mj-hero"},
+        {"border-color", "border-style", "border-width", "width", "align"} | _COMMON,
+    ),
     "mj-spacer": ({"mj-column", "mj-hero"}, {"height"} | _COMMON),
-    "mj-table": ({"mj-column", "mj-hero"}, {"width", "align", "cellpadding", "cellspacing",
-                                           "color", "font-family", "font-size", "line-height",
-                                           "table-layout", "border"} | _COMMON),
+    "mj-table": (
+        {"mj-column", "mj-hero"},
+        {
+            "width",
+            "align",
+            "cellpadding",
+            "cellspacing",
+            "color",
+            "font-family",
+            "font-size",
+            "line-height",
+            "table-layout",
+            "border",
+        }
+        | _COMMON,
+    ),
 }
 # Inside mj-attributes, component names carry default attributes of that component.
 for _tag in list(MJML_TAGS):
@@ -283,23 +534,30 @@ class _MjmlLinter(HTMLParser):
 
     def _problem(self, message: str, hint: str | None = None) -> None:
         line, col = self.getpos()
-        self.problems.append(Problem(message=message, path=self.path, line=line, column=col + 1,
-                                     code="mjml", hint=hint))
+        self.problems.append(
+            Problem(
+                message=message, path=self.path, line=line, column=col + 1, code="mjml", hint=hint
+            )
+        )
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if not (tag.startswith("mj-") or tag == "mjml"):
             return
         if tag not in MJML_TAGS:
             close = [t for t in MJML_TAGS if t.startswith(tag[:5])]
-            self._problem(f"<{tag}> is not an MJML component; mjml-python drops it silently",
-                          hint=f"did you mean <{close[0]}>?" if close else None)
+            self._problem(
+                f"<{tag}> is not an MJML component; mjml-python drops it silently",
+                hint=f"did you mean <{close[0]}>?" if close else None,
+            )
             return
         parents, allowed = MJML_TAGS[tag]
-        parent = next((t for t in reversed(self.stack) if t.startswith("mj") ), None)
+        parent = next((t for t in reversed(self.stack) if t.startswith("mj")), None)
         in_attributes = parent == "mj-attributes"
         if parents and parent is not None and parent not in parents:
-            self._problem(f"<{tag}> cannot be inside <{parent}>",
-                          hint=f"put it inside {' or '.join('<' + p + '>' for p in sorted(parents))}")
+            self._problem(
+                f"<{tag}> cannot be inside <{parent}>",
+                hint=f"put it inside {' or '.join('<' + p + '>' for p in sorted(parents))}",
+            )
         for name, _ in attrs:
             if "{" in name or "%" in name:
                 continue
@@ -333,7 +591,9 @@ def lint_theme(theme_dir: Path) -> list[Problem]:
         # Partials are fragments: pretend they sit where the layout includes them.
         if path.name.startswith("_"):
             linter.stack = ["mjml", "mj-body"]
-        linter.feed(re.sub(r"\{#.*?#\}", lambda m: "\n" * m.group(0).count("\n"), source, flags=re.S))
+        linter.feed(
+            re.sub(r"\{#.*?#\}", lambda m: "\n" * m.group(0).count("\n"), source, flags=re.S)
+        )
         linter.close()
         out.extend(linter.problems)
     return out

@@ -61,7 +61,9 @@ class Brand(_Section):
     @classmethod
     def _hex(cls, value: str) -> str:
         v = value.strip()
-        if not (v.startswith("#") and len(v) == 7 and all(c in "0123456789abcdefABCDEF" for c in v[1:])):
+        if not (
+            v.startswith("#") and len(v) == 7 and all(c in "0123456789abcdefABCDEF" for c in v[1:])
+        ):
             raise ValueError("must be a colour like #0b5394")
         return v.lower()
 
@@ -139,7 +141,9 @@ def load_config(path: Path) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})", key=CONFIG_FILE) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}", key=CONFIG_FILE, hint="see the README for the format") from None
+        raise ConfigError(
+            f"{path}: {exc}", key=CONFIG_FILE, hint="see the README for the format"
+        ) from None
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -51,9 +51,7 @@ class ConfigError(NewsletterError):
 
     exit_code = 2
 
-    def __init__(
-        self, message: str, *, key: str | None = None, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, key: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.key = key
 

@@ -27,7 +27,7 @@ import logging
 import re
 import sys
 import types
-from typing import Any
+from typing import Any, cast
 
 DOCTYPE_RE = re.compile(r"^\s*(<!doctype[^>]*>)", re.IGNORECASE)
 BASIC_ATTRIBUTES = ["width", "height", "align", "valign", "bgcolor", "background"]
@@ -75,7 +75,7 @@ def _import_premailer() -> type[Any]:
             del sys.modules["requests"]
     from premailer import Premailer
 
-    return Premailer
+    return cast(type[Any], Premailer)
 
 
 class _NoNetwork:

@@ -49,7 +49,9 @@ class Image(_Model):
     """An article picture; ``alt`` is required because screen readers and blocked images need it."""
 
     src: HttpUrl = Field(description="https URL of the picture (600 px wide or more looks sharp)")
-    alt: str = Field(min_length=1, max_length=300, description="what the picture shows, for screen readers")
+    alt: str = Field(
+        min_length=1, max_length=300, description="what the picture shows, for screen readers"
+    )
     width: int | None = Field(default=None, ge=16, le=600, description="display width in px")
 
 
@@ -61,7 +63,9 @@ class Article(_Model):
     category: str | None = Field(default=None, max_length=80)
     location: str | None = Field(default=None, max_length=120)
     date: dt.date | None = None
-    button: str | None = Field(default=None, max_length=40, description='button text, default "Read more"')
+    button: str | None = Field(
+        default=None, max_length=40, description='button text, default "Read more"'
+    )
 
 
 class Issue(_Model):
@@ -216,7 +220,9 @@ def _problems_from_validation(exc: ValidationError, located: Located) -> list[Pr
             key = str(loc[-1])
             allowed = _fields_at(loc[:-1])
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"allowed fields: {', '.join(allowed)}"
+            hint = (
+                f"did you mean `{close[0]}`?" if close else f"allowed fields: {', '.join(allowed)}"
+            )
         elif kind == "string_too_long":
             limit = (err.get("ctx") or {}).get("max_length")
             size = len(err.get("input") or "")
@@ -261,17 +267,21 @@ def _yaml_problem(path: Path, exc: YAMLError) -> Problem:
         code = "tab"
     elif context and isinstance(exc, MarkedYAMLError):
         problem = f"{context}: {problem}"
-    return Problem(message=f"YAML syntax error: {problem}", path=path, line=line, column=col,
-                   hint=hint, code=code)
+    return Problem(
+        message=f"YAML syntax error: {problem}",
+        path=path,
+        line=line,
+        column=col,
+        hint=hint,
+        code=code,
+    )
 
 
 class _Constructor(RoundTripConstructor):
     """Dates stay text here: pydantic parses them and reports a bad one with its field."""
 
 
-_Constructor.add_constructor(
-    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
-)
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
 
 
 def _yaml() -> YAML:
@@ -286,38 +296,65 @@ def read_issue(path: Path) -> Located:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise IssueError(Problem(message="file not found", path=path,
-                                 hint="issues live in issues/YYYY-MM.yaml; `newsletter new` makes one")) from None
+        raise IssueError(
+            Problem(
+                message="file not found",
+                path=path,
+                hint="issues live in issues/YYYY-MM.yaml; `newsletter new` makes one",
+            )
+        ) from None
     except IsADirectoryError:
         raise IssueError(Problem(message="is a folder, not an issue file", path=path)) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise IssueError(Problem(
-            message=f"file is {len(raw):,} bytes; an issue file must be under {MAX_FILE_BYTES:,}",
-            path=path, hint="an email links to long texts instead of containing them", code="too_large"))
+        raise IssueError(
+            Problem(
+                message=f"file is {len(raw):,} bytes; an issue file must be under {MAX_FILE_BYTES:,}",
+                path=path,
+                hint="an email links to long texts instead of containing them",
+                code="too_large",
+            )
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise IssueError(Problem(
-            message=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be read)",
-            path=path, line=line, column=col,
-            hint="save the file as UTF-8 in your editor", code="encoding")) from None
+        raise IssueError(
+            Problem(
+                message=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be read)",
+                path=path,
+                line=line,
+                column=col,
+                hint="save the file as UTF-8 in your editor",
+                code="encoding",
+            )
+        ) from None
     if not text.strip() or all(
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
     ):
-        raise IssueError(Problem(message="the file is empty", path=path, line=1,
-                                 hint="start from `newsletter new`, which writes a commented skeleton",
-                                 code="empty"))
+        raise IssueError(
+            Problem(
+                message="the file is empty",
+                path=path,
+                line=1,
+                hint="start from `newsletter new`, which writes a commented skeleton",
+                code="empty",
+            )
+        )
     try:
         data = _yaml().load(text)
     except YAMLError as exc:
         raise IssueError(_yaml_problem(path, exc)) from None
     if not isinstance(data, CommentedMap):
-        raise IssueError(Problem(
-            message="the file must be a set of `key: value` lines (subject, date, articles, …)",
-            path=path, line=1, code="not_mapping",
-            hint="start from `newsletter new`, which writes a commented skeleton"))
+        raise IssueError(
+            Problem(
+                message="the file must be a set of `key: value` lines (subject, date, articles, …)",
+                path=path,
+                line=1,
+                code="not_mapping",
+                hint="start from `newsletter new`, which writes a commented skeleton",
+            )
+        )
     positions: dict[str, Position] = {}
     _positions(data, "", positions)
     located = Located(issue=None, path=path, positions=positions)  # type: ignore[arg-type]

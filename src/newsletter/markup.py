@@ -26,7 +26,7 @@ def _md() -> MarkdownIt:
 
 def to_html(source: str) -> str:
     """Email-safe HTML for a Markdown block."""
-    return _md().render(source).strip()
+    return str(_md().render(source)).strip()
 
 
 def wrap(text: str, width: int = WIDTH, indent: int = 0, first: bool = True) -> str:
@@ -59,10 +59,9 @@ def _inline_text(token: Token, links: list[str]) -> str:
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" " if child.type == "softbreak" else "\n")
         elif child.type == "link_open":
-            href = str(child.attrs.get("href", ""))
-            href_stack.append(href)
+            href_stack.append(str(child.attrs.get("href", "")))
         elif child.type == "link_close":
-            href = href_stack.pop() if href_stack else None
+            href = href_stack.pop() if href_stack else ""
             if not href:
                 continue
             label = href.removeprefix("mailto:")
@@ -122,9 +121,12 @@ def to_text(source: str, width: int = WIDTH) -> str:
                 lead = prefix or " " * 2
                 items.append(
                     textwrap.fill(
-                        text, width=width, initial_indent=" " * depth + lead,
+                        text,
+                        width=width,
+                        initial_indent=" " * depth + lead,
                         subsequent_indent=" " * (depth + len(lead)),
-                        break_long_words=False, break_on_hyphens=False,
+                        break_long_words=False,
+                        break_on_hyphens=False,
                     )
                 )
                 prefix = ""

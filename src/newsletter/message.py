@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 
 # name -> (placeholder in the text part, placeholder in the HTML part)

@@ -46,12 +46,15 @@ class Renderer:
         self.config: Config = ws.config
         self.theme_dir = ws.theme_dir
         if not (self.theme_dir / EMAIL_TEMPLATE).is_file():
-            raise TemplateError(Problem(
-                message=f"theme `{self.config.theme}` has no {EMAIL_TEMPLATE}",
-                path=self.theme_dir / EMAIL_TEMPLATE,
-                field="theme",
-                hint=f"set `theme` in newsletter.toml to a folder of {ws.templates_dir}",
-                code="missing_template"))
+            raise TemplateError(
+                Problem(
+                    message=f"theme `{self.config.theme}` has no {EMAIL_TEMPLATE}",
+                    path=self.theme_dir / EMAIL_TEMPLATE,
+                    field="theme",
+                    hint=f"set `theme` in newsletter.toml to a folder of {ws.templates_dir}",
+                    code="missing_template",
+                )
+            )
 
     @cached_property
     def env(self) -> jinja2.Environment:
@@ -91,22 +94,25 @@ class Renderer:
 
         def long_date(d: Any) -> str:
             return str(labels.get("day_month_year", "{day} {month} {year}")).format(
-                day=d.day, month=months[d.month - 1], year=d.year)
+                day=d.day, month=months[d.month - 1], year=d.year
+            )
 
         articles = []
         for art in issue.articles:
             meta = [m for m in (art.category, art.location) if m]
             if art.date:
                 meta.append(long_date(art.date))
-            articles.append({
-                "title": art.title,
-                "summary": art.summary,
-                "summary_html": Markup(markup.to_html(art.summary)),
-                "url": str(art.url),
-                "image": art.image,
-                "button": art.button,
-                "meta": " · ".join(meta),
-            })
+            articles.append(
+                {
+                    "title": art.title,
+                    "summary": art.summary,
+                    "summary_html": Markup(markup.to_html(art.summary)),
+                    "url": str(art.url),
+                    "image": art.image,
+                    "button": art.button,
+                    "meta": " · ".join(meta),
+                }
+            )
         archive_url = str(cfg.archive.base_url)
         website = str(cfg.organisation.website)
         return {
@@ -129,7 +135,8 @@ class Renderer:
             "intro_html": Markup(markup.to_html(issue.intro)) if issue.intro else "",
             "closing_html": Markup(markup.to_html(issue.closing)) if issue.closing else "",
             "issue_date": str(labels.get("month_year", "{month} {year}")).format(
-                month=months[issue.date.month - 1], year=issue.date.year),
+                month=months[issue.date.month - 1], year=issue.date.year
+            ),
             "web_url": f"{archive_url.rstrip('/')}/{located.issue_id}/",
             "archive_url": archive_url,
             "why": str(labels.get("why", "")).format(org=cfg.organisation.name),
@@ -143,19 +150,31 @@ class Renderer:
         try:
             return self.env.get_template(name).render(context)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(Problem(
-                message=f"template syntax error: {exc.message}",
-                path=Path(exc.filename or self.theme_dir / name), line=exc.lineno,
-                code="template_syntax")) from None
+            raise TemplateError(
+                Problem(
+                    message=f"template syntax error: {exc.message}",
+                    path=Path(exc.filename or self.theme_dir / name),
+                    line=exc.lineno,
+                    code="template_syntax",
+                )
+            ) from None
         except jinja2.TemplateNotFound as exc:
-            raise TemplateError(Problem(
-                message=f"template `{exc.name}` not found",
-                path=self.theme_dir / name, code="missing_template",
-                hint=f"templates live in {self.theme_dir}")) from None
+            raise TemplateError(
+                Problem(
+                    message=f"template `{exc.name}` not found",
+                    path=self.theme_dir / name,
+                    code="missing_template",
+                    hint=f"templates live in {self.theme_dir}",
+                )
+            ) from None
         except jinja2.UndefinedError as exc:
-            raise TemplateError(Problem(
-                message=f"template uses an undefined value: {exc.message}",
-                path=self.theme_dir / name, code="template_undefined")) from None
+            raise TemplateError(
+                Problem(
+                    message=f"template uses an undefined value: {exc.message}",
+                    path=self.theme_dir / name,
+                    code="template_undefined",
+                )
+            ) from None
 
     def mjml(self, located: Located, *, web: bool = False) -> str:
         return self._render(EMAIL_TEMPLATE, self.context(located, web=web))
@@ -181,7 +200,11 @@ def compile_mjml(source: str, *, template: Path | None = None) -> str:
     try:
         return str(mjml2html(source, disable_comments=True))
     except Exception as exc:  # MRML raises plain exceptions with its parser message
-        raise TemplateError(Problem(
-            message=f"MJML could not be compiled: {exc}", path=template,
-            hint="check that every mj-* tag is closed and nested as MJML requires",
-            code="mjml")) from None
+        raise TemplateError(
+            Problem(
+                message=f"MJML could not be compiled: {exc}",
+                path=template,
+                hint="check that every mj-* tag is closed and nested as MJML requires",
+                code="mjml",
+            )
+        ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +16,7 @@ from ..errors import IssueError, NewsletterError, Problem, TemplateError
 from . import app, console, err_console, state
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     text = "text"
     json = "json"
 
@@ -50,22 +50,32 @@ def check(
     warnings = [p for p in problems if p.severity == "warning"]
     failed = bool(errors) or (strict and bool(warnings))
     if fmt is Format.json:
-        console.print_json(json.dumps({
-            "file": str(issue), "ok": not failed, "errors": len(errors),
-            "warnings": len(warnings), "problems": [p.as_dict() for p in problems],
-        }))
+        console.print_json(
+            json.dumps(
+                {
+                    "file": str(issue),
+                    "ok": not failed,
+                    "errors": len(errors),
+                    "warnings": len(warnings),
+                    "problems": [p.as_dict() for p in problems],
+                }
+            )
+        )
     else:
         print_problems(problems)
         verdict = "problems found" if failed else "ok"
-        console.print(f"{issue}: {len(errors)} error(s), {len(warnings)} warning(s): {verdict}",
-                      markup=False)
+        console.print(
+            f"{issue}: {len(errors)} error(s), {len(warnings)} warning(s): {verdict}", markup=False
+        )
     raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
 def build(
     issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output folder (default build/).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output folder (default build/).")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
 ) -> None:
     """Build email.html, email.txt, web.html and preview.eml; refuses when check finds errors."""
@@ -77,8 +87,11 @@ def build(
     output = write_build(ws, built, _resolve(out) if out else ws.build_dir)
     elapsed = time.perf_counter() - started
     print_problems(built.warnings)
-    console.print(f"built {built.issue_id}: {len(built.located.issue.articles)} articles, "
-                  f"{len(built.warnings)} warning(s), {elapsed * 1000:.0f} ms", markup=False)
+    console.print(
+        f"built {built.issue_id}: {len(built.located.issue.articles)} articles, "
+        f"{len(built.warnings)} warning(s), {elapsed * 1000:.0f} ms",
+        markup=False,
+    )
     for name, path in output.files.items():
         size = path.stat().st_size
         console.print(f"  {name:<12} {size:>9,} bytes  {_rel(path)}", markup=False)
@@ -99,16 +112,23 @@ def new(
     """Write issues/YYYY-MM.yaml from a commented skeleton."""
     ws = state.workspace()
     try:
-        month = dt.datetime.strptime(date, "%Y-%m").date() if date else dt.date.today().replace(day=1)
+        month = (
+            dt.datetime.strptime(date, "%Y-%m").date() if date else dt.date.today().replace(day=1)
+        )
     except ValueError:
-        raise typer.BadParameter(f"{date!r} is not a month; write it as YYYY-MM", param_hint="--date") from None
+        raise typer.BadParameter(
+            f"{date!r} is not a month; write it as YYYY-MM", param_hint="--date"
+        ) from None
     stem = f"{month:%Y-%m}"
     target = ws.issues_dir / f"{stem}.yaml"
     if target.exists() and not force:
-        raise NewsletterError(f"{_rel(target)} already exists", hint="edit it, or pass --force to overwrite")
+        raise NewsletterError(
+            f"{_rel(target)} already exists", hint="edit it, or pass --force to overwrite"
+        )
     skeleton = resources.files("newsletter").joinpath("skeleton.yaml").read_text("utf-8")
-    text = skeleton.format(month_name=f"{month:%B}", year=month.year, stem=stem,
-                           date=f"{month:%Y-%m}-28")
+    text = skeleton.format(
+        month_name=f"{month:%B}", year=month.year, stem=stem, date=f"{month:%Y-%m}-28"
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, "utf-8")
     console.print(f"wrote {_rel(target)}; next: newsletter check {_rel(target)}", markup=False)
@@ -116,7 +136,9 @@ def new(
 
 @app.command()
 def schema(
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write to a file instead of stdout.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Write to a file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of the issue format (for editor autocompletion and CI)."""
     from ..issue import json_schema
