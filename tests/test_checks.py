@@ -146,3 +146,20 @@ def test_low_contrast_brand_colour_is_an_error(workspace: Path) -> None:
 def test_contrast_formula() -> None:
     assert round(contrast("#000000", "#ffffff"), 1) == 21.0
     assert round(contrast("#777777", "#ffffff"), 2) == 4.48
+
+
+def test_mrml_gaps_are_reported(workspace: Path) -> None:
+    layout = workspace / "templates" / "default" / "email.mjml.j2"
+    edit(layout, "<mj-style>", '<mj-style inline="inline">')
+    edit(layout, "<mj-all ", '<mj-body background-color="#fff" />\n      <mj-all ')
+    footer = workspace / "templates" / "default" / "_footer.mjml.j2"
+    edit(
+        footer,
+        '        <mj-text css-class="nl-small"',
+        '        <mj-social><mj-social-element name="facebook" href="https://f.com/x">F'
+        '</mj-social-element></mj-social>\n        <mj-text css-class="nl-small"',
+    )
+    found = [p.message for p in problems(workspace) if p.code == "mjml"]
+    assert 'mjml-python ignores <mj-style inline="inline">' in found
+    assert "mjml-python ignores mj-attributes for <mj-body>" in found
+    assert "<mj-social> renders its icons without alt text" in found

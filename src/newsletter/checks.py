@@ -516,6 +516,11 @@ MJML_TAGS: dict[str, tuple[set[str], set[str]]] = {
         | _COMMON,
     ),
 }
+_ANY: set[str] = set()  # attributes not checked (components the theme does not use)
+MJML_TAGS["mj-social"] = ({"mj-column", "mj-hero"}, _ANY)
+MJML_TAGS["mj-social-element"] = ({"mj-social"}, _ANY)
+MJML_TAGS["mj-navbar"] = ({"mj-column", "mj-hero"}, _ANY)
+MJML_TAGS["mj-navbar-link"] = ({"mj-navbar"}, _ANY)
 # Inside mj-attributes, component names carry default attributes of that component.
 for _tag in list(MJML_TAGS):
     if _tag not in ("mjml", "mj-head", "mj-attributes", "mj-all", "mj-body"):
@@ -553,6 +558,7 @@ class _MjmlLinter(HTMLParser):
         parents, allowed = MJML_TAGS[tag]
         parent = next((t for t in reversed(self.stack) if t.startswith("mj")), None)
         in_attributes = parent == "mj-attributes"
+        self._mrml_gaps(tag, attrs, in_attributes)
         if parents and parent is not None and parent not in parents:
             self._problem(
                 f"<{tag}> cannot be inside <{parent}>",
@@ -561,11 +567,31 @@ class _MjmlLinter(HTMLParser):
         for name, _ in attrs:
             if "{" in name or "%" in name:
                 continue
-            if in_attributes:
-                continue  # defaults for a component; checked loosely
+            if in_attributes or allowed is _ANY:
+                continue  # defaults for a component, or a component checked loosely
             if name not in allowed:
                 self._problem(f'<{tag}> has no attribute "{name}"; mjml-python ignores it silently')
         self.stack.append(tag)
+
+    def _mrml_gaps(
+        self, tag: str, attrs: list[tuple[str, str | None]], in_attributes: bool
+    ) -> None:
+        """Things MJML honours but mjml-python (MRML) ignores without a word."""
+        if tag == "mj-style" and any(name == "inline" for name, _ in attrs):
+            self._problem(
+                'mjml-python ignores <mj-style inline="inline">',
+                hint="drop the attribute: premailer inlines every mj-style rule at build time",
+            )
+        if in_attributes and tag in ("mj-body", "mj-social-element"):
+            self._problem(
+                f"mjml-python ignores mj-attributes for <{tag}>",
+                hint=f"set the attributes on each <{tag}> itself",
+            )
+        if tag == "mj-social" and not in_attributes:
+            self._problem(
+                "<mj-social> renders its icons without alt text",
+                hint="use plain text links in an mj-text, as the default footer does",
+            )
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
