@@ -25,23 +25,85 @@ from pathlib import Path
 TARGET_ROWS_PER_S = 30_000
 TARGET_PEAK_MB = 300
 
-FIRST = ["Ana", "Ben", "Chloé", "Diego", "Esther", "François", "Grace", "Hugo", "Ingrid",
-         "José", "Kwame", "Léa", "Mateo", "Nadia", "Olu", "Priya", "Quentin", "Rosa", "Søren",
-         "Tomás", "Uma", "Victor", "Wen", "Ximena", "Yusuf", "Zoë"]
-LAST = ["López", "Carter", "Martin", "Ramírez", "Moyo", "Dubois", "Okafor", "Schmidt",
-        "García", "Nguyen", "Kowalski", "Rossi", "Silva", "Haddad", "Tanaka", "Müller"]
+FIRST = [
+    "Ana",
+    "Ben",
+    "Chloé",
+    "Diego",
+    "Esther",
+    "François",
+    "Grace",
+    "Hugo",
+    "Ingrid",
+    "José",
+    "Kwame",
+    "Léa",
+    "Mateo",
+    "Nadia",
+    "Olu",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Søren",
+    "Tomás",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Ximena",
+    "Yusuf",
+    "Zoë",
+]
+LAST = [
+    "López",
+    "Carter",
+    "Martin",
+    "Ramírez",
+    "Moyo",
+    "Dubois",
+    "Okafor",
+    "Schmidt",
+    "García",
+    "Nguyen",
+    "Kowalski",
+    "Rossi",
+    "Silva",
+    "Haddad",
+    "Tanaka",
+    "Müller",
+]
 TAGS = ["partners", "press", "donors", "volunteers", "board", "costa-rica", "guatemala"]
-INVALID = ["no-at-sign.example.org", "two..dots@example.org", "space in@example.org",
-           "trailing.dot.@example.org", "user@", "@example.org", "user@localhost",
-           "user@exa_mple.org", "user@@example.org", "user@example..org"]
+INVALID = [
+    "no-at-sign.example.org",
+    "two..dots@example.org",
+    "space in@example.org",
+    "trailing.dot.@example.org",
+    "user@",
+    "@example.org",
+    "user@localhost",
+    "user@exa_mple.org",
+    "user@@example.org",
+    "user@example..org",
+]
 
 
 def _domains(count: int = 200) -> tuple[list[str], list[float]]:
-    big = ["gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "icloud.com", "gmx.de",
-           "web.de", "orange.fr", "libero.it", "proton.me"]
+    big = [
+        "gmail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "icloud.com",
+        "gmx.de",
+        "web.de",
+        "orange.fr",
+        "libero.it",
+        "proton.me",
+    ]
     idn = ["bücher.de", "xn--bcher-kva.de", "münchen-mail.de", "correo.españa.es"]
-    rest = [f"org{i}.example{'-ngo' if i % 3 else ''}.{('org', 'net', 'com', 'ca')[i % 4]}"
-            for i in range(count - len(big) - len(idn))]
+    rest = [
+        f"org{i}.example{'-ngo' if i % 3 else ''}.{('org', 'net', 'com', 'ca')[i % 4]}"
+        for i in range(count - len(big) - len(idn))
+    ]
     names = big + idn + rest
     weights = [40.0 / (i + 1) for i in range(len(big))] + [0.2] * len(idn) + [0.3] * len(rest)
     return names, weights
@@ -83,8 +145,10 @@ def generate(path: Path, rows: int, seed: int = 20190901) -> dict[str, int]:
             tags = ";".join(rng.sample(TAGS, rng.randint(0, 2)))
             name = f"{first} {last}"
             consent = '"signup form, www.example.org"' if i % 2 else "event sheet"
-            out.write(f"{email},{name},{rng.choice(['en', 'es', 'fr'])},{tags},"
-                      f"2019-0{1 + i % 9}-1{i % 10},{consent},Org {i % 977}\r\n")
+            out.write(
+                f"{email},{name},{rng.choice(['en', 'es', 'fr'])},{tags},"
+                f"2019-0{1 + i % 9}-1{i % 10},{consent},Org {i % 977}\r\n"
+            )
     (path.parent / "suppressions.csv").write_text(
         "email,reason,source,at\n"
         + "".join(f"{e},unsubscribed,one-click,2019-08-30T10:12:00+00:00\n" for e in suppressed),
@@ -105,17 +169,21 @@ def _measure(root: str) -> None:
         pass
     elapsed = time.perf_counter() - start
     plain = _plain_validator_rate(Path(root) / "subscribers" / "bench.csv")
-    print(json.dumps({
-        "seconds": elapsed,
-        "rows": audience.rows,
-        "valid": audience.valid,
-        "invalid": audience.invalid,
-        "duplicates": audience.duplicates,
-        "suppressed": audience.suppressed,
-        "baseline_mb": baseline,
-        "peak_mb": _vm_hwm_mb(),
-        "plain_validator_per_s": plain,
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": elapsed,
+                "rows": audience.rows,
+                "valid": audience.valid,
+                "invalid": audience.invalid,
+                "duplicates": audience.duplicates,
+                "suppressed": audience.suppressed,
+                "baseline_mb": baseline,
+                "peak_mb": _vm_hwm_mb(),
+                "plain_validator_per_s": plain,
+            }
+        )
+    )
 
 
 def _plain_validator_rate(path: Path, count: int = 20_000) -> float:
@@ -151,7 +219,9 @@ def run(rows: int = 1_000_000) -> dict[str, float]:
         expected = generate(root / "subscribers" / "bench.csv", rows)
         proc = subprocess.run(
             [sys.executable, __file__, "--measure", str(root)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         figures: dict[str, float] = json.loads(proc.stdout)
     figures["rows_per_s"] = figures["rows"] / figures["seconds"]
@@ -167,14 +237,20 @@ def main() -> None:
     print(f"subscriber list validation, {int(f['rows']):,} rows (Audience, one list)")
     print(f"  time        {f['seconds']:.2f} s")
     print(f"  throughput  {f['rows_per_s']:,.0f} rows/s   (target >= {TARGET_ROWS_PER_S:,})")
-    print(f"  peak RSS    {f['peak_mb']:.0f} MB   (target <= {TARGET_PEAK_MB}; "
-          f"{f['baseline_mb']:.0f} MB after imports)")
-    print(f"  counted     valid {int(f['valid']):,}, invalid {int(f['invalid']):,} "
-          f"(generated {int(f['expected_invalid']):,}), duplicates {int(f['duplicates']):,} "
-          f"(generated {int(f['generated_duplicates']):,}), "
-          f"suppressed {int(f['suppressed']):,} (of {int(f['generated_suppressed']):,} listed)")
-    print(f"  reference   plain email-validator on the same addresses: "
-          f"{f['plain_validator_per_s']:,.0f} addresses/s")
+    print(
+        f"  peak RSS    {f['peak_mb']:.0f} MB   (target <= {TARGET_PEAK_MB}; "
+        f"{f['baseline_mb']:.0f} MB after imports)"
+    )
+    print(
+        f"  counted     valid {int(f['valid']):,}, invalid {int(f['invalid']):,} "
+        f"(generated {int(f['expected_invalid']):,}), duplicates {int(f['duplicates']):,} "
+        f"(generated {int(f['generated_duplicates']):,}), "
+        f"suppressed {int(f['suppressed']):,} (of {int(f['generated_suppressed']):,} listed)"
+    )
+    print(
+        f"  reference   plain email-validator on the same addresses: "
+        f"{f['plain_validator_per_s']:,.0f} addresses/s"
+    )
     ok = f["rows_per_s"] >= TARGET_ROWS_PER_S and f["peak_mb"] <= TARGET_PEAK_MB
     print("  result      " + ("targets met" if ok else "TARGETS MISSED"))
 

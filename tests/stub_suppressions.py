@@ -68,14 +68,17 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
             entries = stub.lists[parts.path]
             if "start_time" in query:
                 since = int(query["start_time"])
-                entries = [e for e in entries if not isinstance(e, dict)
-                           or int(e.get("created", 0)) >= since]
+                entries = [
+                    e
+                    for e in entries
+                    if not isinstance(e, dict) or int(e.get("created", 0)) >= since
+                ]
             if "limit" in query:
                 offset, limit = int(query.get("offset", 0)), int(query["limit"])
                 if not 1 <= limit <= 500:
                     self._send(400, b'{"errors":[{"message":"limit must be 1..500"}]}')
                     return
-                entries = entries[offset:offset + limit]
+                entries = entries[offset : offset + limit]
             self._send(200, json.dumps(entries).encode())
 
     return Handler

@@ -7,6 +7,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+
 from conftest import TEST_ENV
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -14,14 +15,21 @@ BASE = "https://news.example.org/archive/"
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
-def _add_issue(ws: Path, stem: str, *, subject: str, date: str,
-               preheader: str | None = "A second issue with a preheader long enough to pass") -> Path:
+def _add_issue(
+    ws: Path,
+    stem: str,
+    *,
+    subject: str,
+    date: str,
+    preheader: str | None = "A second issue with a preheader long enough to pass",
+) -> Path:
     text = (ws / "issues/2019-09.yaml").read_text("utf-8")
-    text = re.sub(r'(?m)^subject: .*$', f'subject: "{subject}"', text)
+    text = re.sub(r"(?m)^subject: .*$", f'subject: "{subject}"', text)
     text = re.sub(r"(?m)^date: .*$", f"date: {date}", text)
     if preheader is None:
         text = re.sub(r"(?m)^preheader: .*\n", "", text)
@@ -36,14 +44,19 @@ def test_archive_writes_index_issue_pages_and_feed(cli, workspace: Path) -> None
     r = cli("archive")
     assert r.code == 0, r.err
     site = workspace / "archive-site"
-    assert sorted(_tree(site)) == [".newsletter-archive", "2019-09/index.html", "feed.xml",
-                                   "index.html"]
+    assert sorted(_tree(site)) == [
+        ".newsletter-archive",
+        "2019-09/index.html",
+        "feed.xml",
+        "index.html",
+    ]
 
     # The issue page is exactly what `build` writes as web.html.
     b = cli("build", "issues/2019-09.yaml")
     assert b.code == 0, b.err
-    assert (site / "2019-09/index.html").read_bytes() == \
-        (workspace / "build/2019-09/web.html").read_bytes()
+    assert (site / "2019-09/index.html").read_bytes() == (
+        workspace / "build/2019-09/web.html"
+    ).read_bytes()
 
     index = (site / "index.html").read_text("utf-8")
     assert "Mesoamerica &amp; Caribbean Digest — September 2019" in index
@@ -71,7 +84,9 @@ def test_feed_is_valid_atom(cli, workspace: Path) -> None:
 
     entries = feed.findall(f"{ATOM}entry")
     assert [e.findtext(f"{ATOM}title") for e in entries] == [
-        "October digest", "Mesoamerica & Caribbean Digest — September 2019"]
+        "October digest",
+        "Mesoamerica & Caribbean Digest — September 2019",
+    ]
     first = entries[0]
     assert first.findtext(f"{ATOM}id") == f"{BASE}2019-10/"
     assert first.findtext(f"{ATOM}updated") == "2019-10-31T00:00:00Z"
@@ -163,8 +178,9 @@ def test_no_issues_is_a_clear_error(cli, workspace: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
-def test_archive_is_served_under_archive(cli, workspace: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_archive_is_served_under_archive(
+    cli, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`newsletter serve` mounts the default folder at /archive/ (helper C's server)."""
     from starlette.testclient import TestClient
 

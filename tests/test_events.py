@@ -14,9 +14,18 @@ from newsletter.events import Event, EventStore, suppressing
 
 
 def item(event: str, email: str = "Ana.Lopez@Example.org", **extra: object) -> dict[str, object]:
-    return {"email": email, "timestamp": 1568600000, "event": event,
-            "sg_event_id": f"id-{event}-{email}", "sg_message_id": "m.1",
-            "nl_issue": "2019-09", "nl_list": "sample", "nl_send": 3, "nl_batch": "17", **extra}
+    return {
+        "email": email,
+        "timestamp": 1568600000,
+        "event": event,
+        "sg_event_id": f"id-{event}-{email}",
+        "sg_message_id": "m.1",
+        "nl_issue": "2019-09",
+        "nl_list": "sample",
+        "nl_send": 3,
+        "nl_batch": "17",
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
@@ -43,8 +52,9 @@ def item(event: str, email: str = "Ana.Lopez@Example.org", **extra: object) -> d
         ("something_new", {}, "other", None),
     ],
 )
-def test_sendgrid_events_are_normalised(event: str, extra: dict[str, object], kind: str,
-                                        suppress: str | None) -> None:
+def test_sendgrid_events_are_normalised(
+    event: str, extra: dict[str, object], kind: str, suppress: str | None
+) -> None:
     e = normalise_event(item(event, **extra))
     assert (e.kind, e.suppress) == (kind, suppress)
     assert e.email == "ana.lopez@example.org"
@@ -77,14 +87,23 @@ def test_batches_must_be_arrays_but_one_bad_item_is_skipped() -> None:
             parse_batch(data)
     parsed = parse_batch([item("open"), "oops", {"email": "x@y.org"}, {"event": "open"}])
     assert len(parsed.events) == 1
-    assert parsed.skipped == ["[1]: not an object", "[2]: event without an `event` field",
-                              "[3]: open event without an `email` field"]
+    assert parsed.skipped == [
+        "[1]: not an object",
+        "[2]: event without an `event` field",
+        "[3]: open event without an `email` field",
+    ]
 
 
 def _event(n: int, **kw: object) -> Event:
-    fields: dict[str, object] = {"event_id": f"e{n}", "provider": "sendgrid", "kind": "open",
-                                 "email": f"r{n}@example.org", "at": 1000 + n,
-                                 "issue_id": "2019-09", "raw": "{}"}
+    fields: dict[str, object] = {
+        "event_id": f"e{n}",
+        "provider": "sendgrid",
+        "kind": "open",
+        "email": f"r{n}@example.org",
+        "at": 1000 + n,
+        "issue_id": "2019-09",
+        "raw": "{}",
+    }
     fields.update(kw)
     return Event(**fields)  # type: ignore[arg-type]
 
@@ -124,33 +143,44 @@ def test_state_values_and_issue_listing(tmp_path: Path) -> None:
     store.set_state("k", "1")
     store.set_state("k", "2")
     assert store.get_state("k") == "2"
-    store.add([_event(1, issue_id="2019-08", at=10), _event(2, issue_id="2019-09", at=20),
-               _event(3, issue_id=None, at=30)])
+    store.add(
+        [
+            _event(1, issue_id="2019-08", at=10),
+            _event(2, issue_id="2019-09", at=20),
+            _event(3, issue_id=None, at=30),
+        ]
+    )
     assert store.issues() == ["2019-08", "2019-09"]
 
 
 def test_one_click_unsubscribes_go_to_the_latest_issue_received(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "state.db")
-    store.add([
-        _event(1, kind="delivered", email="a@x.org", issue_id="2019-08", at=100),
-        _event(2, kind="delivered", email="a@x.org", issue_id="2019-09", at=200),
-        _event(3, kind="open", email="a@x.org", issue_id="2019-08", at=250),  # late open
-        _event(4, kind="delivered", email="b@x.org", issue_id="2019-08", at=100),
-        _event(5, kind="delivered", email="b@x.org", issue_id="2019-09", at=400),
-        _event(6, kind="unsubscribe", provider="one-click", email="a@x.org", issue_id=None,
-               at=300),
-        _event(7, kind="unsubscribe", provider="one-click", email="b@x.org", issue_id=None,
-               at=300),
-    ])
+    store.add(
+        [
+            _event(1, kind="delivered", email="a@x.org", issue_id="2019-08", at=100),
+            _event(2, kind="delivered", email="a@x.org", issue_id="2019-09", at=200),
+            _event(3, kind="open", email="a@x.org", issue_id="2019-08", at=250),  # late open
+            _event(4, kind="delivered", email="b@x.org", issue_id="2019-08", at=100),
+            _event(5, kind="delivered", email="b@x.org", issue_id="2019-09", at=400),
+            _event(
+                6, kind="unsubscribe", provider="one-click", email="a@x.org", issue_id=None, at=300
+            ),
+            _event(
+                7, kind="unsubscribe", provider="one-click", email="b@x.org", issue_id=None, at=300
+            ),
+        ]
+    )
     assert store.one_click_unsubscribes_for("2019-09") == [("a@x.org", 300)]
     assert store.one_click_unsubscribes_for("2019-08") == [("b@x.org", 300)]
 
 
 def test_suppressing_keeps_one_per_address_and_reason() -> None:
-    events = [_event(1, suppress="bounced", email="a@x.org"),
-              _event(2, suppress="bounced", email="a@x.org"),
-              _event(3, suppress="spam", email="a@x.org"),
-              _event(4, suppress=None)]
+    events = [
+        _event(1, suppress="bounced", email="a@x.org"),
+        _event(2, suppress="bounced", email="a@x.org"),
+        _event(3, suppress="spam", email="a@x.org"),
+        _event(4, suppress=None),
+    ]
     assert [e.event_id for e in suppressing(events)] == ["e1", "e3"]
 
 

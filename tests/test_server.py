@@ -44,8 +44,9 @@ MAX_BODY = 65_536
 def running(app: Any) -> Iterator[str]:
     """Serve `app` with uvicorn in a thread on a free loopback port; yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -64,13 +65,15 @@ def running(app: Any) -> Iterator[str]:
 def keypair() -> tuple[ec.EllipticCurvePrivateKey, str]:
     """A private key and its public key as SendGrid shows it (base64 DER SubjectPublicKeyInfo)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return key, base64.b64encode(der).decode("ascii")
 
 
-def signed_headers(key: ec.EllipticCurvePrivateKey, body: bytes,
-                   timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    key: ec.EllipticCurvePrivateKey, body: bytes, timestamp: int | None = None
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = key.sign(ts.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
     return {
@@ -104,10 +107,21 @@ def sample_batch() -> list[dict[str, Any]]:
         sg_event("delivered", "ana.lopez@example.org", 2, response="250 OK"),
         sg_event("open", "ana.lopez@example.org", 3, useragent="Mozilla/5.0", ip="1.2.3.4"),
         sg_event("open", "ben.carter@example.com", 4, sg_machine_open=True),
-        sg_event("click", "ana.lopez@example.org", 5, url="https://www.example.org/a?x=1",
-                 url_offset={"index": 0, "type": "html"}),
-        sg_event("bounce", "gone@example.org", 6, reason="550 5.1.1 no such user",
-                 status="5.1.1", type="bounce"),
+        sg_event(
+            "click",
+            "ana.lopez@example.org",
+            5,
+            url="https://www.example.org/a?x=1",
+            url_offset={"index": 0, "type": "html"},
+        ),
+        sg_event(
+            "bounce",
+            "gone@example.org",
+            6,
+            reason="550 5.1.1 no such user",
+            status="5.1.1",
+            type="bounce",
+        ),
         sg_event("bounce", "busy@example.org", 7, reason="421 try later", type="blocked"),
         sg_event("dropped", "old-bounce@example.org", 8, reason="Bounced Address"),
         sg_event("dropped", "api-mistake@example.org", 9, reason="Invalid SMTPAPI header"),
@@ -157,8 +171,9 @@ def keys() -> tuple[ec.EllipticCurvePrivateKey, str]:
 
 
 @pytest.fixture
-def base_url(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-             keys: tuple[ec.EllipticCurvePrivateKey, str]) -> Iterator[str]:
+def base_url(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, keys: tuple[ec.EllipticCurvePrivateKey, str]
+) -> Iterator[str]:
     setup_env(workspace, monkeypatch, keys[1])
     with running(create_app(Workspace(workspace))) as url:
         yield url
@@ -171,18 +186,21 @@ def token(email: str, list_name: str = "sample") -> str:
 # --- webhook --------------------------------------------------------------------------------
 
 
-def test_signed_batch_is_stored_once_and_suppresses(base_url: str, workspace: Path,
-                                                   keys: Any) -> None:
+def test_signed_batch_is_stored_once_and_suppresses(
+    base_url: str, workspace: Path, keys: Any
+) -> None:
     key = keys[0]
     batch = sample_batch()
     body = json.dumps(batch).encode()
     before = suppressions(workspace)
-    first = httpx.post(f"{base_url}/webhooks/sendgrid", content=body,
-                       headers=signed_headers(key, body))
+    first = httpx.post(
+        f"{base_url}/webhooks/sendgrid", content=body, headers=signed_headers(key, body)
+    )
     assert first.status_code == 200, first.text
     assert first.json()["stored"] == len(batch)
-    again = httpx.post(f"{base_url}/webhooks/sendgrid", content=body,
-                       headers=signed_headers(key, body))
+    again = httpx.post(
+        f"{base_url}/webhooks/sendgrid", content=body, headers=signed_headers(key, body)
+    )
     assert again.status_code == 200
     assert again.json()["stored"] == 0
 
@@ -229,7 +247,8 @@ def _tamper(key: Any, other: Any, body: bytes) -> dict[str, tuple[bytes, dict[st
 
 
 def test_unsigned_forged_or_stale_requests_get_403_and_store_nothing(
-        base_url: str, workspace: Path, keys: Any) -> None:
+    base_url: str, workspace: Path, keys: Any
+) -> None:
     body = json.dumps(sample_batch()).encode()
     before = (workspace / "subscribers" / "suppressions.csv").read_bytes()
     other, _ = keypair()
@@ -241,26 +260,28 @@ def test_unsigned_forged_or_stale_requests_get_403_and_store_nothing(
 
 
 def test_oversize_bodies_get_413(base_url: str, workspace: Path, keys: Any) -> None:
-    big = json.dumps([sg_event("delivered", f"r{i}@example.org", i)
-                      for i in range(400)]).encode()
+    big = json.dumps([sg_event("delivered", f"r{i}@example.org", i) for i in range(400)]).encode()
     assert len(big) > MAX_BODY
     # Declared too large: refused from the header alone, before any body is sent.
     port = int(urlsplit(base_url).port or 0)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"POST /webhooks/sendgrid HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+        s.sendall(
+            b"POST /webhooks/sendgrid HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+        )
         reply = s.recv(4096)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:100]
     # Honest Content-Length, validly signed.
-    r = httpx.post(f"{base_url}/webhooks/sendgrid", content=big,
-                   headers=signed_headers(keys[0], big))
+    r = httpx.post(
+        f"{base_url}/webhooks/sendgrid", content=big, headers=signed_headers(keys[0], big)
+    )
     assert r.status_code == 413
     # No Content-Length at all (chunked): counted while reading.
     headers = signed_headers(keys[0], big)
 
     def chunks() -> Iterator[bytes]:
         for i in range(0, len(big), 8192):
-            yield big[i:i + 8192]
+            yield big[i : i + 8192]
 
     r = httpx.post(f"{base_url}/webhooks/sendgrid", content=chunks(), headers=headers)
     assert r.status_code == 413
@@ -268,42 +289,55 @@ def test_oversize_bodies_get_413(base_url: str, workspace: Path, keys: Any) -> N
 
 
 def test_signed_but_malformed_json_gets_400(base_url: str, workspace: Path, keys: Any) -> None:
-    for body in (b'[{"event": "delivered",', b'{"event": "delivered"}', b"\"x\"", b"",
-                 b"[" * 100_00 + b"]" * 100_00):
-        r = httpx.post(f"{base_url}/webhooks/sendgrid", content=body,
-                       headers=signed_headers(keys[0], body))
+    for body in (
+        b'[{"event": "delivered",',
+        b'{"event": "delivered"}',
+        b'"x"',
+        b"",
+        b"[" * 100_00 + b"]" * 100_00,
+    ):
+        r = httpx.post(
+            f"{base_url}/webhooks/sendgrid", content=body, headers=signed_headers(keys[0], body)
+        )
         assert r.status_code == 400, body[:30]
     assert event_rows(workspace) == []
     # One odd item does not cost the good ones (a 4xx would make SendGrid drop the batch).
     body = json.dumps([42, {"event": "open"}, sg_event("delivered", "ana@example.org", 1)])
-    r = httpx.post(f"{base_url}/webhooks/sendgrid", content=body.encode(),
-                   headers=signed_headers(keys[0], body.encode()))
+    r = httpx.post(
+        f"{base_url}/webhooks/sendgrid",
+        content=body.encode(),
+        headers=signed_headers(keys[0], body.encode()),
+    )
     assert r.status_code == 200
     assert r.json() == {"received": 1, "stored": 1, "suppressed": 0, "skipped": 2}
 
 
 def test_storage_failure_answers_503_and_a_retry_stores_everything(
-        base_url: str, workspace: Path, keys: Any) -> None:
+    base_url: str, workspace: Path, keys: Any
+) -> None:
     csv_path = workspace / "subscribers" / "suppressions.csv"
     saved = csv_path.read_bytes()
     csv_path.unlink()
     csv_path.mkdir()  # add_suppressions cannot open it
     body = json.dumps(sample_batch()).encode()
-    r = httpx.post(f"{base_url}/webhooks/sendgrid", content=body,
-                   headers=signed_headers(keys[0], body))
+    r = httpx.post(
+        f"{base_url}/webhooks/sendgrid", content=body, headers=signed_headers(keys[0], body)
+    )
     assert r.status_code == 503
     assert event_rows(workspace) == []  # suppressions first: nothing half-done
     csv_path.rmdir()
     csv_path.write_bytes(saved)
-    r = httpx.post(f"{base_url}/webhooks/sendgrid", content=body,
-                   headers=signed_headers(keys[0], body))
+    r = httpx.post(
+        f"{base_url}/webhooks/sendgrid", content=body, headers=signed_headers(keys[0], body)
+    )
     assert r.status_code == 200
     assert len(event_rows(workspace)) == len(sample_batch())
     assert suppressions(workspace)["gone@example.org"][0] == "bounced"
 
 
-def test_without_a_public_key_the_webhook_refuses(workspace: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_public_key_the_webhook_refuses(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     setup_env(workspace, monkeypatch, None)
     with running(create_app(Workspace(workspace))) as url:
         body = b"[]"
@@ -321,8 +355,9 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(base_url: str) -> Non
     assert httpx.get(f"{base_url}/webhooks/sendgrid").status_code == 405
     assert httpx.get(f"{base_url}/nowhere").status_code == 404
     assert httpx.post(f"{base_url}/u/x", content=b"a" * 20_000).status_code in (404, 413)
-    r = httpx.get(f"{base_url}/u/{token('ana@example.org')}",
-                  headers={"Accept-Language": "es;q=abc," * 500})
+    r = httpx.get(
+        f"{base_url}/u/{token('ana@example.org')}", headers={"Accept-Language": "es;q=abc," * 500}
+    )
     assert r.status_code == 200
     assert httpx.get(f"{base_url}/healthz").json()["status"] == "ok"
 
@@ -332,8 +367,16 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(base_url: str) -> Non
 
 def _unsubscribe_url_from_outbox(cli: Any, workspace: Path) -> tuple[str, str]:
     """Send the sample issue to the outbox and take one recipient's List-Unsubscribe URL."""
-    result = cli("send", "issues/2019-09.yaml", "--list", "sample", "--backend", "outbox",
-                 "--yes", env=TEST_ENV)
+    result = cli(
+        "send",
+        "issues/2019-09.yaml",
+        "--list",
+        "sample",
+        "--backend",
+        "outbox",
+        "--yes",
+        env=TEST_ENV,
+    )
     assert result.code == 0, result.err
     emls = sorted((workspace / "outbox" / "2019-09").rglob("*.eml"))
     assert emls, "the outbox send wrote no .eml files"
@@ -348,34 +391,63 @@ def _unsubscribe_url_from_outbox(cli: Any, workspace: Path) -> tuple[str, str]:
     pytest.fail("ana.lopez@example.org got no message in the outbox")
 
 
-def test_one_click_url_from_a_real_send_unsubscribes(cli: Any, workspace: Path,
-                                                     monkeypatch: pytest.MonkeyPatch,
-                                                     keys: Any) -> None:
+def test_one_click_url_from_a_real_send_unsubscribes(
+    cli: Any, workspace: Path, monkeypatch: pytest.MonkeyPatch, keys: Any
+) -> None:
     email, url = _unsubscribe_url_from_outbox(cli, workspace)
     path = urlsplit(url).path  # the configured public base points elsewhere; keep the path
     assert path.startswith("/u/")
     setup_env(workspace, monkeypatch, keys[1])
     with running(create_app(Workspace(workspace))) as base:
         # What a mailbox provider does (RFC 8058): POST the fixed body, no cookies, no page.
-        r = httpx.post(base + path, content=b"List-Unsubscribe=One-Click",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = httpx.post(
+            base + path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert r.status_code == 200
-        again = httpx.post(base + path, content=b"List-Unsubscribe=One-Click",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        again = httpx.post(
+            base + path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert again.status_code == 200
-        for bad in (path[:-1], path[:-3] + ("A" if path[-3] != "A" else "B") + path[-2:],
-                    path + "x", path.replace(".", "")):
-            assert httpx.post(base + bad, content=b"List-Unsubscribe=One-Click").status_code \
-                == 404
-    rows = [r for r in csv.DictReader(
-        (workspace / "subscribers" / "suppressions.csv").open(encoding="utf-8"))
-        if r["email"].lower() == email]
+        for bad in (
+            path[:-1],
+            path[:-3] + ("A" if path[-3] != "A" else "B") + path[-2:],
+            path + "x",
+            path.replace(".", ""),
+        ):
+            assert httpx.post(base + bad, content=b"List-Unsubscribe=One-Click").status_code == 404
+    rows = [
+        r
+        for r in csv.DictReader(
+            (workspace / "subscribers" / "suppressions.csv").open(encoding="utf-8")
+        )
+        if r["email"].lower() == email
+    ]
     assert [(r["reason"], r["source"]) for r in rows] == [("unsubscribed", "one-click")]
-    # The next send leaves the address out.
-    result = cli("send", "issues/2019-09.yaml", "--list", "sample", "--backend", "outbox",
-                 "--dry-run", "--yes", env=TEST_ENV)
+    # The next send (next month's issue) leaves the address out.
+    (workspace / "issues" / "2019-10.yaml").write_bytes(
+        (workspace / "issues" / "2019-09.yaml").read_bytes()
+    )
+    result = cli(
+        "send",
+        "issues/2019-10.yaml",
+        "--list",
+        "sample",
+        "--backend",
+        "outbox",
+        "--yes",
+        env=TEST_ENV,
+    )
     assert result.code == 0, result.err
-    assert email not in result.out
+    sent_to = {
+        p.name.split("-", 1)[1].removesuffix(".eml")
+        for p in (workspace / "outbox" / "2019-10").rglob("*.eml")
+    }
+    assert sent_to and email not in sent_to
+    assert "ben.carter@example.com" in sent_to
 
 
 def test_get_shows_a_page_and_never_unsubscribes(base_url: str, workspace: Path) -> None:
@@ -406,32 +478,51 @@ def test_altered_tokens_get_the_same_404(base_url: str, workspace: Path) -> None
     body, mac = good.split(".")
     forged_known = make_token("ana.lopez@example.org", "sample", [b"another-key-0123456789abcd"])
     forged_unknown = make_token("nobody@example.org", "sample", [b"another-key-0123456789abcd"])
-    bad_tokens = [good[:-1], good[:20], body, f"{body}.{mac[:-2]}AA", f"{mac}.{body}",
-                  "x" * 2000, forged_known, forged_unknown, "%00", f"{body}..{mac}"]
+    bad_tokens = [
+        good[:-1],
+        good[:20],
+        body,
+        f"{body}.{mac[:-2]}AA",
+        f"{mac}.{body}",
+        "x" * 2000,
+        forged_known,
+        forged_unknown,
+        "%00",
+        f"{body}..{mac}",
+    ]
     pages = set()
     for bad in bad_tokens:
         for method in ("GET", "POST"):
-            r = httpx.request(method, f"{base_url}/u/{bad}", content=b"List-Unsubscribe=One-Click"
-                              if method == "POST" else None)
+            r = httpx.request(
+                method,
+                f"{base_url}/u/{bad}",
+                content=b"List-Unsubscribe=One-Click" if method == "POST" else None,
+            )
             assert r.status_code == 404, (bad, method)
             pages.add(r.text)
     assert len(pages) == 1  # nothing tells a known address from an unknown one
     assert (workspace / "subscribers" / "suppressions.csv").read_bytes() == before
 
 
-def test_hostile_text_renders_as_text(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                                      keys: Any) -> None:
+def test_hostile_text_renders_as_text(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, keys: Any
+) -> None:
     config = workspace / "newsletter.toml"
     text = config.read_text(encoding="utf-8").replace(
         'name = "Mesoamerica & Caribbean Regional Office"',
-        'name = "<script>alert(1)</script>{{ 7*7 }}{% raw %}"', 1)
+        'name = "<script>alert(1)</script>{{ 7*7 }}{% raw %}"',
+        1,
+    )
     config.write_text(text, encoding="utf-8")
     setup_env(workspace, monkeypatch, keys[1])
     hostile = '"<img src=x onerror=alert(2)>{{7*7}}"@example.org'
     with running(create_app(Workspace(workspace))) as base:
         url = f"{base}/u/{token(hostile, 'list<b>')}"
-        pages = [httpx.get(url), httpx.post(url, data={"lang": "<es>"}),
-                 httpx.get(f"{base}/u/forged.token")]
+        pages = [
+            httpx.get(url),
+            httpx.post(url, data={"lang": "<es>"}),
+            httpx.get(f"{base}/u/forged.token"),
+        ]
     for page in pages:
         assert page.status_code in (200, 404)
         assert "<script>" not in page.text and "<img" not in page.text

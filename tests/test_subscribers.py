@@ -53,8 +53,11 @@ def test_sample_list_reads_every_field(workspace: Path) -> None:
     subs, problems = read(workspace / "subscribers" / "sample.csv")
     assert problems == []
     assert [s.email for s in subs] == [
-        "ana.lopez@example.org", "ben.carter@example.com", "chloe.martin@example.net",
-        "diego.ramirez@example.org", "esther.moyo@example.com",
+        "ana.lopez@example.org",
+        "ben.carter@example.com",
+        "chloe.martin@example.net",
+        "diego.ramirez@example.org",
+        "esther.moyo@example.com",
     ]
     ana = subs[0]
     assert (ana.name, ana.first_name, ana.language) == ("Ana López", "Ana", "es")
@@ -77,14 +80,18 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
 
 
 def test_semicolon_delimiter_from_excel(tmp_path: Path) -> None:
-    path = write(tmp_path, 'E-mail;Name;Tags\r\nana@example.org;"López; Ana";press;partners\r\n'
-                           "ben@example.org;Ben;press,board\r\n")
+    path = write(
+        tmp_path,
+        'E-mail;Name;Tags\r\nana@example.org;"López; Ana";press;partners\r\n'
+        "ben@example.org;Ben;press,board\r\n",
+    )
     subs, problems = read(path)
     # the unquoted ';' in row 2 splits into an extra value: reported, not guessed
     assert [(p.line, p.kind) for p in problems] == [(2, "invalid")]
     assert "1 more value(s) than the header has columns (3)" in problems[0].reason
     assert [(s.email, s.name, s.tags) for s in subs] == [
-        ("ben@example.org", "Ben", frozenset({"press", "board"}))]
+        ("ben@example.org", "Ben", frozenset({"press", "board"}))
+    ]
 
 
 def test_tab_delimited(tmp_path: Path) -> None:
@@ -93,12 +100,15 @@ def test_tab_delimited(tmp_path: Path) -> None:
 
 
 def test_quoted_fields_with_commas_and_newlines_keep_line_numbers(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        "email,name,consent\n"
-        'ana@example.org,"López, Ana","signup form,\nconfirmed by phone"\n'
-        'ben@example.org,"Ben ""the press"" Carter",\n'
-        "not-an-address,X,\n"
-    ))
+    path = write(
+        tmp_path,
+        (
+            "email,name,consent\n"
+            'ana@example.org,"López, Ana","signup form,\nconfirmed by phone"\n'
+            'ben@example.org,"Ben ""the press"" Carter",\n'
+            "not-an-address,X,\n"
+        ),
+    )
     subs, problems = read(path)
     assert [(s.email, s.name, s.consent, s.line) for s in subs] == [
         ("ana@example.org", "López, Ana", "signup form,\nconfirmed by phone", 2),
@@ -108,18 +118,23 @@ def test_quoted_fields_with_commas_and_newlines_keep_line_numbers(tmp_path: Path
 
 
 def test_crlf_and_blank_lines_and_trailing_spaces(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        " email , name ,language \r\n"
-        "\r\n"
-        "  ana@example.org  , Ana ,  ES \r\n"
-        "   \r\n"
-        ",,\r\n"
-        "ben@example.org,Ben,en\r\n"
-        "\r\n"
-    ))
+    path = write(
+        tmp_path,
+        (
+            " email , name ,language \r\n"
+            "\r\n"
+            "  ana@example.org  , Ana ,  ES \r\n"
+            "   \r\n"
+            ",,\r\n"
+            "ben@example.org,Ben,en\r\n"
+            "\r\n"
+        ),
+    )
     subs, problems = read(path)
     assert [(s.email, s.name, s.language, s.line) for s in subs] == [
-        ("ana@example.org", "Ana", "es", 3), ("ben@example.org", "Ben", "en", 6)]
+        ("ana@example.org", "Ana", "es", 3),
+        ("ben@example.org", "Ben", "en", 6),
+    ]
     assert problems == []
 
 
@@ -129,12 +144,14 @@ def test_blank_lines_before_the_header(tmp_path: Path) -> None:
 
 
 def test_latin1_file_is_an_error_with_line_and_byte(tmp_path: Path) -> None:
-    path = write(tmp_path, "email,name\nana@example.org,Ana\nben@example.org,Andr\xe9\n"
-                 .encode("latin-1"))
+    path = write(
+        tmp_path, "email,name\nana@example.org,Ana\nben@example.org,Andr\xe9\n".encode("latin-1")
+    )
     err = error_of(path)
     assert (err.line, err.path) == (3, path)
     assert err.problems[0].message == (
-        "the file is not UTF-8: byte 21 of the line is 0xE9 (in Latin-1 that is 'é')")
+        "the file is not UTF-8: byte 21 of the line is 0xE9 (in Latin-1 that is 'é')"
+    )
     assert "CSV UTF-8" in (err.problems[0].hint or "")
 
 
@@ -158,7 +175,9 @@ def test_utf16_file_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "email\nana@example.org\n".encode("utf-16"))
     err = error_of(path)
     assert (err.line, err.problems[0].message) == (
-        1, "the file is UTF-16 ('Unicode text'), not UTF-8")
+        1,
+        "the file is UTF-16 ('Unicode text'), not UTF-8",
+    )
 
 
 def test_missing_email_column_names_the_columns_found(tmp_path: Path) -> None:
@@ -180,7 +199,8 @@ def test_empty_file(tmp_path: Path) -> None:
 def test_two_columns_meaning_email(tmp_path: Path) -> None:
     err = error_of(write(tmp_path, "Email,name,E-mail address\n"))
     assert err.problems[0].message == (
-        "columns 1 ('Email') and 3 ('E-mail address') both mean 'email'")
+        "columns 1 ('Email') and 3 ('E-mail address') both mean 'email'"
+    )
 
 
 def test_unclosed_quote_is_an_error_at_its_row(tmp_path: Path) -> None:
@@ -198,11 +218,16 @@ def test_quote_swallowing_later_rows_is_an_error(tmp_path: Path) -> None:
 
 
 def test_duplicates_are_case_insensitive_and_name_both_lines(tmp_path: Path) -> None:
-    path = write(tmp_path, "email,name\nAna@Example.org,A1\nben@example.org,B\n"
-                           " ana@EXAMPLE.ORG ,A2\nana@example.org,A3\n")
+    path = write(
+        tmp_path,
+        "email,name\nAna@Example.org,A1\nben@example.org,B\n"
+        " ana@EXAMPLE.ORG ,A2\nana@example.org,A3\n",
+    )
     subs, problems = read(path)
     assert [(s.email, s.name) for s in subs] == [
-        ("Ana@example.org", "A1"), ("ben@example.org", "B")]
+        ("Ana@example.org", "A1"),
+        ("ben@example.org", "B"),
+    ]
     assert [(p.kind, p.line, p.first_line, p.email, p.reason) for p in problems] == [
         ("duplicate", 4, 2, "ana@EXAMPLE.ORG", "same address as line 2"),
         ("duplicate", 5, 2, "ana@example.org", "same address as line 2"),
@@ -226,8 +251,9 @@ def test_nfc_normalisation_of_the_local_part() -> None:
 
 
 def test_invalid_addresses_are_reported_with_email_validator_reasons(tmp_path: Path) -> None:
-    path = write(tmp_path, "email,name\nana@example,A\n,Nobody\nben..c@example.org,B\n"
-                           "ok@example.org,C\n")
+    path = write(
+        tmp_path, "email,name\nana@example,A\n,Nobody\nben..c@example.org,B\nok@example.org,C\n"
+    )
     subs, problems = read(path)
     assert [s.email for s in subs] == ["ok@example.org"]
     assert [(p.line, p.kind, p.reason) for p in problems] == [
@@ -237,17 +263,45 @@ def test_invalid_addresses_are_reported_with_email_validator_reasons(tmp_path: P
     ]
 
 
-@pytest.mark.parametrize("raw", [
-    "ana@example.org", "Ana.Lopez+news@Example.ORG", "o'brien@example.ie", "a@b.co",
-    "x@localhost", "x@example.invalid", "x@[127.0.0.1]", '"quoted"@example.org',
-    "Ana <ana@example.org>", "a b@example.org", "a@exam ple.org", ".a@example.org",
-    "a.@example.org", "a@-example.org", "a@example.org.", "a@@example.org", "a@",
-    "@example.org", "x" * 64 + "@" + "y" * 185 + ".org", "x" * 65 + "@" + "y" * 185 + ".org",
-    "ab@" + ".".join(["a" * 63] * 4), "jörg@bücher.de", "ünïcödé@example.org",
-    "a@xn--bcher-kva.de", "a@xn--zz.de", "user@exa_mple.org", "info@EXAMPLE.org",
-    "a@example.c", "a@123.123", "a\u200b@example.org", "a@ex\u00e4mple.org",
-    "a@ＥＸＡＭＰＬＥ.org", "ab＠example.org", "a@example.com\u3002",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ana@example.org",
+        "Ana.Lopez+news@Example.ORG",
+        "o'brien@example.ie",
+        "a@b.co",
+        "x@localhost",
+        "x@example.invalid",
+        "x@[127.0.0.1]",
+        '"quoted"@example.org',
+        "Ana <ana@example.org>",
+        "a b@example.org",
+        "a@exam ple.org",
+        ".a@example.org",
+        "a.@example.org",
+        "a@-example.org",
+        "a@example.org.",
+        "a@@example.org",
+        "a@",
+        "@example.org",
+        "x" * 64 + "@" + "y" * 185 + ".org",
+        "x" * 65 + "@" + "y" * 185 + ".org",
+        "ab@" + ".".join(["a" * 63] * 4),
+        "jörg@bücher.de",
+        "ünïcödé@example.org",
+        "a@xn--bcher-kva.de",
+        "a@xn--zz.de",
+        "user@exa_mple.org",
+        "info@EXAMPLE.org",
+        "a@example.c",
+        "a@123.123",
+        "a\u200b@example.org",
+        "a@ex\u00e4mple.org",
+        "a@ＥＸＡＭＰＬＥ.org",
+        "ab＠example.org",
+        "a@example.com\u3002",
+    ],
+)
 def test_fast_path_agrees_with_email_validator(raw: str) -> None:
     """The per-domain cache is an optimisation: verdicts and messages must not change."""
     try:
@@ -265,11 +319,14 @@ def test_fast_path_agrees_with_email_validator(raw: str) -> None:
 
 
 def test_name_first_name_aliases_and_attributes(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        "Email Address,First Name,Full Name,lang,Company,Region,\n"
-        "ana@example.org,Anita,Ana López,ES,ACME,,\n"
-        "ben@example.org,,Ben Carter,,,North,\n"
-    ))
+    path = write(
+        tmp_path,
+        (
+            "Email Address,First Name,Full Name,lang,Company,Region,\n"
+            "ana@example.org,Anita,Ana López,ES,ACME,,\n"
+            "ben@example.org,,Ben Carter,,,North,\n"
+        ),
+    )
     subs, _ = read(path)
     assert [(s.first_name, s.name, s.language, dict(s.attributes)) for s in subs] == [
         ("Anita", "Ana López", "es", {"Company": "ACME"}),
@@ -312,33 +369,61 @@ def test_list_names_and_missing_list_hint(tmp_path: Path) -> None:
 
 
 def test_audience_across_lists_with_suppressions_and_counts(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path, {
-        "members": "email,name\nana@example.org,Ana M\nben@example.org,Ben\nbad@,X\n"
-                   "ANA@example.org,dup\ncarl@example.org,Carl\n",
-        "press": "email,name\nana@example.org,Ana P\ndora@example.org,Dora\n"
-                 "erin@example.org,Erin\n",
-    }, "email,reason,source,at\nCARL@example.org,unsubscribed,one-click,2019-08-30\n"
-       "erin@example.org,bounced,webhook,2019-08-30\n")
+    ws = make_ws(
+        tmp_path,
+        {
+            "members": "email,name\nana@example.org,Ana M\nben@example.org,Ben\nbad@,X\n"
+            "ANA@example.org,dup\ncarl@example.org,Carl\n",
+            "press": "email,name\nana@example.org,Ana P\ndora@example.org,Dora\n"
+            "erin@example.org,Erin\n",
+        },
+        "email,reason,source,at\nCARL@example.org,unsubscribed,one-click,2019-08-30\n"
+        "erin@example.org,bounced,webhook,2019-08-30\n",
+    )
     audience = Audience(ws, ["members", "press"])
     got = [(s.email, s.name, s.list_name) for s in audience]
-    assert got == [("ana@example.org", "Ana M", "members"), ("ben@example.org", "Ben", "members"),
-                   ("dora@example.org", "Dora", "press")]
-    assert audience.counts() == {"rows": 8, "valid": 3, "invalid": 1, "duplicates": 1,
-                                 "overlap": 1, "filtered_out": 0, "suppressed": 2}
+    assert got == [
+        ("ana@example.org", "Ana M", "members"),
+        ("ben@example.org", "Ben", "members"),
+        ("dora@example.org", "Dora", "press"),
+    ]
+    assert audience.counts() == {
+        "rows": 8,
+        "valid": 3,
+        "invalid": 1,
+        "duplicates": 1,
+        "overlap": 1,
+        "filtered_out": 0,
+        "suppressed": 2,
+    }
     assert [(p.path.name, p.line, p.kind) for p in audience.problems] == [
-        ("members.csv", 4, "invalid"), ("members.csv", 5, "duplicate")]
+        ("members.csv", 4, "invalid"),
+        ("members.csv", 5, "duplicate"),
+    ]
 
 
 def test_audience_tags_and_overlap_with_a_filtered_row(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path, {
-        "a": "email,tags\nana@example.org,press\nben@example.org,donors\n",
-        "b": "email,tags\nben@example.org,Partners\nana@example.org,partners\n",
-    })
+    ws = make_ws(
+        tmp_path,
+        {
+            "a": "email,tags\nana@example.org,press\nben@example.org,donors\n",
+            "b": "email,tags\nben@example.org,Partners\nana@example.org,partners\n",
+        },
+    )
     audience = Audience(ws, ["a", "b"], tags=["partners", "PRESS"])
     assert [(s.email, s.list_name) for s in audience] == [
-        ("ana@example.org", "a"), ("ben@example.org", "b")]
-    assert audience.counts() == {"rows": 4, "valid": 2, "invalid": 0, "duplicates": 0,
-                                 "overlap": 1, "filtered_out": 1, "suppressed": 0}
+        ("ana@example.org", "a"),
+        ("ben@example.org", "b"),
+    ]
+    assert audience.counts() == {
+        "rows": 4,
+        "valid": 2,
+        "invalid": 0,
+        "duplicates": 0,
+        "overlap": 1,
+        "filtered_out": 1,
+        "suppressed": 0,
+    }
 
 
 def test_audience_second_iteration_rereads_files_and_suppressions(tmp_path: Path) -> None:
@@ -364,26 +449,37 @@ def test_audience_refuses_a_missing_list_before_reading(tmp_path: Path) -> None:
 def test_import_appends_keeping_the_target_bytes(tmp_path: Path) -> None:
     original = b"\xef\xbb\xbfemail;name;language\r\nana@example.org;Ana;es\r\nbroken;row;\r\n"
     target = write(tmp_path, original, "members.csv")
-    source = write(tmp_path, (
-        "Email,Name,Company,Notes\n"
-        "ANA@example.org,Ana again,ACME,\n"
-        "new@EXAMPLE.org,New Person,ACME,vip\n"
-        "nope@,Bad,X,\n"
-        "New@example.org,Dup,Y,\n"
-        "gone@example.org,Gone,Z,\n"
-        "other@example.org,\"Other, Person\",,\n"
-    ), "crm.csv")
+    source = write(
+        tmp_path,
+        (
+            "Email,Name,Company,Notes\n"
+            "ANA@example.org,Ana again,ACME,\n"
+            "new@EXAMPLE.org,New Person,ACME,vip\n"
+            "nope@,Bad,X,\n"
+            "New@example.org,Dup,Y,\n"
+            "gone@example.org,Gone,Z,\n"
+            'other@example.org,"Other, Person",,\n'
+        ),
+        "crm.csv",
+    )
     sup = tmp_path / "suppressions.csv"
     sup.write_text("email,reason\ngone@example.org,unsubscribed\n", encoding="utf-8")
     report = import_list(source, target, suppressions=SuppressionList(sup))
     assert (report.added, report.already_listed, report.written) == (2, 1, True)
     assert [(p.line, p.kind) for p in report.skipped] == [
-        (4, "invalid"), (5, "duplicate"), (6, "suppressed")]
+        (4, "invalid"),
+        (5, "duplicate"),
+        (6, "suppressed"),
+    ]
     assert report.dropped_columns == [("Company", 1), ("Notes", 1)]  # values of added rows
     assert target.read_bytes() == original + (
-        "new@example.org;New Person;\r\nother@example.org;Other, Person;\r\n").encode()
+        b"new@example.org;New Person;\r\nother@example.org;Other, Person;\r\n"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "crm.csv", "members.csv", "suppressions.csv"]  # no temporary file left
+        "crm.csv",
+        "members.csv",
+        "suppressions.csv",
+    ]  # no temporary file left
 
 
 def test_import_dry_run_writes_nothing_and_create_starts_a_list(tmp_path: Path) -> None:
@@ -400,3 +496,14 @@ def test_import_dry_run_writes_nothing_and_create_starts_a_list(tmp_path: Path) 
     report = import_list(source, new, create=True)
     assert (report.created, report.added, report.dropped_columns) == (True, 1, [])
     assert new.read_text() == "email,name\nben@example.org,Ben\n"
+
+
+def test_multiline_note_mentioning_an_address_is_not_a_runaway_quote(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'email,name,consent\nana@example.org,Ana,"at the fair,\nconfirmed by ana@example.org, '
+        'phone"\nben@example.org,Ben,\n',
+    )
+    subs, problems = read(path)
+    assert [(s.email, s.line) for s in subs] == [("ana@example.org", 2), ("ben@example.org", 4)]
+    assert subs[0].consent == "at the fair,\nconfirmed by ana@example.org, phone"

@@ -33,24 +33,34 @@ def test_cli_reason_choices_match() -> None:
 
 def test_read_the_sample_file(workspace: Path) -> None:
     rows = list(read_suppressions(workspace / "subscribers" / "suppressions.csv"))
-    assert rows == [Suppression("chloe.martin@example.net", "unsubscribed", "one-click",
-                                "2019-08-30T10:12:00+00:00")]
+    assert rows == [
+        Suppression(
+            "chloe.martin@example.net", "unsubscribed", "one-click", "2019-08-30T10:12:00+00:00"
+        )
+    ]
 
 
 def test_missing_file_is_empty(tmp_path: Path) -> None:
     assert list(read_suppressions(tmp_path / "none.csv")) == []
+    (tmp_path / "empty.csv").touch()
+    assert list(read_suppressions(tmp_path / "empty.csv")) == []
     assert len(SuppressionList(tmp_path / "none.csv")) == 0
 
 
 def test_unknown_reason_names_line_and_value(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
-    path.write_text("email,reason,source,at\na@example.org,bounced,,\n"
-                    "b@example.org,unsubcribed,form,\n", encoding="utf-8")
+    path.write_text(
+        "email,reason,source,at\na@example.org,bounced,,\nb@example.org,unsubcribed,form,\n",
+        encoding="utf-8",
+    )
     with pytest.raises(SubscriberListError) as info:
         list(read_suppressions(path))
     problem = info.value.problems[0]
-    assert (problem.line, problem.field, problem.message) == (3, "reason",
-                                                              "unknown reason 'unsubcribed'")
+    assert (problem.line, problem.field, problem.message) == (
+        3,
+        "reason",
+        "unknown reason 'unsubcribed'",
+    )
     assert problem.hint == "use one of: unsubscribed, bounced, spam, manual"
 
 
@@ -66,18 +76,25 @@ def test_empty_reason_reads_as_manual_and_case_is_normalised(tmp_path: Path) -> 
     path = tmp_path / "s.csv"
     path.write_text("Email;Reason\n Ana@EXAMPLE.org ;\nben@example.org;SPAM\n", encoding="utf-8")
     assert [(s.email, s.reason) for s in read_suppressions(path)] == [
-        ("Ana@example.org", "manual"), ("ben@example.org", "spam")]
+        ("Ana@example.org", "manual"),
+        ("ben@example.org", "spam"),
+    ]
 
 
 def test_add_creates_file_with_header_and_dedupes(tmp_path: Path) -> None:
     path = tmp_path / "subscribers" / "suppressions.csv"
-    added = add_suppressions(path, [entry(" Ana@Example.ORG "), entry("ben@example.org", "spam"),
-                                    entry("ana@example.org")])
-    assert [(s.email, s.reason) for s in added] == [("Ana@example.org", "manual"),
-                                                    ("ben@example.org", "spam")]
+    added = add_suppressions(
+        path,
+        [entry(" Ana@Example.ORG "), entry("ben@example.org", "spam"), entry("ana@example.org")],
+    )
+    assert [(s.email, s.reason) for s in added] == [
+        ("Ana@example.org", "manual"),
+        ("ben@example.org", "spam"),
+    ]
     assert path.read_text() == (
         "email,reason,source,at\n"
-        f"Ana@example.org,manual,test,{AT}\nben@example.org,spam,test,{AT}\n")
+        f"Ana@example.org,manual,test,{AT}\nben@example.org,spam,test,{AT}\n"
+    )
     again = add_suppressions(path, [entry("ANA@example.org"), entry("carl@example.org")])
     assert [s.email for s in again] == ["carl@example.org"]
     assert path.read_text().count("\n") == 4
@@ -88,8 +105,10 @@ def test_add_keeps_an_existing_files_shape(tmp_path: Path) -> None:
     path = tmp_path / "suppressions.csv"
     path.write_bytes(b"at;email;reason\r\n2019-01-01;old@example.org;manual")  # no final newline
     add_suppressions(path, [entry("new@example.org", "bounced")])
-    assert path.read_bytes() == (b"at;email;reason\r\n2019-01-01;old@example.org;manual\r\n"
-                                 + f"{AT};new@example.org;bounced\r\n".encode())
+    assert path.read_bytes() == (
+        b"at;email;reason\r\n2019-01-01;old@example.org;manual\r\n"
+        + f"{AT};new@example.org;bounced\r\n".encode()
+    )
 
 
 def test_add_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:
@@ -137,8 +156,10 @@ def _writer(path: str, worker: int, count: int, barrier: object) -> None:
     for i in range(count):
         barrier.wait()  # type: ignore[attr-defined]  # both writers race on every call
         # the shared address comes from both workers at once: it must be written once
-        add_suppressions(Path(path), [entry(f"w{worker}-{i}@example.org"),
-                                      entry(f"shared-{i}@example.org", "bounced")])
+        add_suppressions(
+            Path(path),
+            [entry(f"w{worker}-{i}@example.org"), entry(f"shared-{i}@example.org", "bounced")],
+        )
 
 
 def _reader(path: str, rounds: int, errors: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

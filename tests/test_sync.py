@@ -16,8 +16,14 @@ import httpx
 import pytest
 
 from conftest import TEST_ENV
-from newsletter.errors import ProviderUnavailable
-from newsletter.esp.sendgrid_sync import OVERLAP_SECONDS, STATE_KEY, SuppressionsAPI
+from newsletter.config import Workspace
+from newsletter.errors import ProviderError, ProviderRejected, ProviderUnavailable
+from newsletter.esp.sendgrid_sync import (
+    OVERLAP_SECONDS,
+    STATE_KEY,
+    SuppressionsAPI,
+    sync_suppressions,
+)
 from prism import prism
 from stub_suppressions import Scripted, Stub, stub_sendgrid
 
@@ -38,8 +44,9 @@ def env(url: str) -> dict[str, str]:
 def set_group(ws: Path, group: int) -> None:
     config = ws / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("[send]\n", f"[send]\nasm_group_id = {group}\n", 1),
-                      encoding="utf-8")
+    config.write_text(
+        text.replace("[send]\n", f"[send]\nasm_group_id = {group}\n", 1), encoding="utf-8"
+    )
 
 
 def last_sync(ws: Path) -> int | None:
@@ -62,9 +69,13 @@ def test_sync_against_sendgrids_spec(cli: Any, workspace: Path) -> None:
         assert again.code == 0, again.err
     report = json.loads(first.out)
     assert [item["name"] for item in report["lists"]] == [
-        "unsubscribes", "bounces", "spam_reports", "group 42"]
+        "unsubscribes",
+        "bounces",
+        "spam_reports",
+        "group 42",
+    ]
     assert all(item["fetched"] == 2 for item in report["lists"])  # the spec's examples
-    new = {(r["email"], r["reason"], r["source"]) for r in rows(workspace)[len(before):]}
+    new = {(r["email"], r["reason"], r["source"]) for r in rows(workspace)[len(before) :]}
     assert new == {
         ("user1@example.com", "unsubscribed", "sendgrid:unsubscribes"),
         ("user2@example.com", "unsubscribed", "sendgrid:unsubscribes"),
@@ -80,19 +91,30 @@ def _unsubs(n: int, created: int = 1_600_000_000) -> list[dict[str, Any]]:
 
 
 def test_pages_through_every_list_and_then_asks_only_for_news(cli: Any, workspace: Path) -> None:
-    stub = Stub(lists={
-        UNSUBS: _unsubs(1234),
-        BOUNCES: [{"email": "Gone@Example.org", "created": 1_600_000_000, "reason": "550",
-                   "status": "5.1.1"}],
-        SPAM: [{"email": "reader3@example.org", "created": 1_600_000_100, "ip": "10.0.0.1"}],
-    })
+    stub = Stub(
+        lists={
+            UNSUBS: _unsubs(1234),
+            BOUNCES: [
+                {
+                    "email": "Gone@Example.org",
+                    "created": 1_600_000_000,
+                    "reason": "550",
+                    "status": "5.1.1",
+                }
+            ],
+            SPAM: [{"email": "reader3@example.org", "created": 1_600_000_100, "ip": "10.0.0.1"}],
+        }
+    )
     before = len(rows(workspace))
     with stub_sendgrid(stub):
         first = cli("sync-suppressions", env=env(stub.url))
         assert first.code == 0, first.err
         calls = stub.calls(UNSUBS)
         assert [(c["limit"], c["offset"]) for c in calls] == [
-            ("500", "0"), ("500", "500"), ("500", "1000")]
+            ("500", "0"),
+            ("500", "500"),
+            ("500", "1000"),
+        ]
         assert all("start_time" not in c for c in calls)
         headers = [h for p, _, h in stub.requests if p == BOUNCES][0]
         assert headers["Authorization"] == "Bearer SG.test-key"
@@ -104,8 +126,7 @@ def test_pages_through_every_list_and_then_asks_only_for_news(cli: Any, workspac
         stub.requests.clear()
         second = cli("sync-suppressions", "--format", "json", env=env(stub.url))
         assert second.code == 0, second.err
-        assert {c.get("start_time") for _, c, _ in stub.requests} == {
-            str(synced - OVERLAP_SECONDS)}
+        assert {c.get("start_time") for _, c, _ in stub.requests} == {str(synced - OVERLAP_SECONDS)}
         assert json.loads(second.out)["added"] == 1
 
         stub.requests.clear()
@@ -122,8 +143,12 @@ def test_pages_through_every_list_and_then_asks_only_for_news(cli: Any, workspac
 def test_rate_limits_and_server_errors_are_retried(cli: Any, workspace: Path) -> None:
     stub = Stub(
         lists={UNSUBS: _unsubs(3), BOUNCES: [], SPAM: []},
-        failures={BOUNCES: [Scripted(429, headers={"Retry-After": "0"}),
-                            Scripted(503, headers={"Retry-After": "0"})]},
+        failures={
+            BOUNCES: [
+                Scripted(429, headers={"Retry-After": "0"}),
+                Scripted(503, headers={"Retry-After": "0"}),
+            ]
+        },
     )
     with stub_sendgrid(stub):
         result = cli("sync-suppressions", env=env(stub.url))
@@ -143,33 +168,66 @@ def test_a_lasting_failure_stops_without_losing_the_last_sync(cli: Any, workspac
     assert last_sync(workspace) == synced
 
 
-@pytest.mark.parametrize(
-    ("scripted", "message"),
-    [
-        (Scripted(401, b'{"errors":[{"message":"authorization required"}]}'),
-         "check that SENDGRID_API_KEY is right"),
-        (Scripted(403, b'{"errors":[{"message":"access forbidden"}]}'), "access forbidden"),
-        (Scripted(200, b"<html>proxy error</html>"), "is not JSON"),
-        (Scripted(200, b'{"result": []}'), "is not a list"),
-        (Scripted(404, b'{"errors":[{"message":"not found"}]}'), "SendGrid answered 404"),
-    ],
-)
-def test_refusals_and_odd_answers_are_clear_errors(cli: Any, workspace: Path,
-                                                   scripted: Scripted, message: str) -> None:
+def test_a_refused_key_is_a_clear_cli_error(cli: Any, workspace: Path) -> None:
     before = rows(workspace)
-    stub = Stub(lists={UNSUBS: _unsubs(3), BOUNCES: [], SPAM: []},
-                failures={UNSUBS: [scripted]})
+    stub = Stub(
+        lists={UNSUBS: _unsubs(3), BOUNCES: [], SPAM: []},
+        failures={UNSUBS: [Scripted(401, b'{"errors":[{"message":"bad key"}]}')]},
+    )
     with stub_sendgrid(stub):
         result = cli("sync-suppressions", env=env(stub.url))
-    assert result.code != 0
-    assert message in result.err and "Traceback" not in result.err
+    assert result.code == 1
+    assert "SendGrid refused GET /v3/suppression/unsubscribes: 401" in result.err
+    assert "check that SENDGRID_API_KEY is right" in result.err
+    assert "Traceback" not in result.err
     assert rows(workspace) == before
 
 
+@pytest.mark.parametrize(
+    ("scripted", "error", "message"),
+    [
+        (
+            Scripted(403, b'{"errors":[{"message":"access forbidden"}]}'),
+            ProviderRejected,
+            "access forbidden",
+        ),
+        (Scripted(200, b"<html>proxy error</html>"), ProviderError, "is not JSON"),
+        (Scripted(200, b'{"result": []}'), ProviderError, "is not a list"),
+        (
+            Scripted(404, b'{"errors":[{"message":"not found"}]}'),
+            ProviderRejected,
+            "SendGrid answered 404",
+        ),
+    ],
+)
+def test_refusals_and_odd_answers_change_nothing(
+    workspace: Path, scripted: Scripted, error: type[Exception], message: str
+) -> None:
+    before = rows(workspace)
+    stub = Stub(lists={UNSUBS: _unsubs(3), BOUNCES: [], SPAM: []}, failures={BOUNCES: [scripted]})
+    with stub_sendgrid(stub):
+        api = SuppressionsAPI(stub.url, "SG.x")
+        with pytest.raises(error, match=message):
+            sync_suppressions(Workspace(workspace), api)
+        api.close()
+    # The unsubscribes fetched before the failure are kept (they are true either way),
+    # but the sync time is not advanced, so the next run asks again from the same point.
+    assert len(rows(workspace)) == len(before) + 3
+    assert not (workspace / ".newsletter" / "state.db").exists() or last_sync(workspace) is None
+
+
 def test_invalid_addresses_are_skipped_with_a_warning(cli: Any, workspace: Path) -> None:
-    stub = Stub(lists={UNSUBS: [{"email": "not an address", "created": 1},
-                                {"email": "fine@example.org", "created": 2}, 42],
-                       BOUNCES: [], SPAM: []})
+    stub = Stub(
+        lists={
+            UNSUBS: [
+                {"email": "not an address", "created": 1},
+                {"email": "fine@example.org", "created": 2},
+                42,
+            ],
+            BOUNCES: [],
+            SPAM: [],
+        }
+    )
     with stub_sendgrid(stub):
         result = cli("sync-suppressions", env=env(stub.url))
     assert result.code == 0, result.err
@@ -189,8 +247,13 @@ def test_backoff_without_retry_after_is_bounded() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, text="bad gateway")
 
-    api = SuppressionsAPI("http://127.0.0.1:9", "SG.x", transport=httpx.MockTransport(handler),
-                          max_retries=3, sleep=waits.append)
+    api = SuppressionsAPI(
+        "http://127.0.0.1:9",
+        "SG.x",
+        transport=httpx.MockTransport(handler),
+        max_retries=3,
+        sleep=waits.append,
+    )
     with pytest.raises(ProviderUnavailable, match="502"):
         api.get(UNSUBS)
     assert waits == [2.0, 4.0, 8.0]

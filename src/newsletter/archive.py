@@ -76,8 +76,9 @@ def archive_title(ws: Workspace, labels: dict[str, object]) -> str:
     return cfg.title or f"{ws.config.organisation.name} — {labels.get('archive', 'All issues')}"
 
 
-def compose_all(ws: Workspace, *, strict: bool = False,
-                renderer: Renderer | None = None) -> tuple[list[BuiltIssue], list[Problem]]:
+def compose_all(
+    ws: Workspace, *, strict: bool = False, renderer: Renderer | None = None
+) -> tuple[list[BuiltIssue], list[Problem]]:
     """Compose every issue; return the builds and every problem (errors refuse the archive)."""
     r = renderer or Renderer(ws)
     built: list[BuiltIssue] = []
@@ -85,10 +86,15 @@ def compose_all(ws: Workspace, *, strict: bool = False,
     seen: dict[str, Path] = {}
     for path in iter_issue_files(ws.issues_dir):
         if path.stem in seen:
-            problems.append(Problem(
-                message=f"has the same name as {seen[path.stem].name}; both would be "
-                        f"published at {path.stem}/",
-                path=path, code="duplicate_issue", hint="keep one of the two files"))
+            problems.append(
+                Problem(
+                    message=f"has the same name as {seen[path.stem].name}; both would be "
+                    f"published at {path.stem}/",
+                    path=path,
+                    code="duplicate_issue",
+                    hint="keep one of the two files",
+                )
+            )
             continue
         seen[path.stem] = path
         try:
@@ -104,16 +110,25 @@ def compose_all(ws: Workspace, *, strict: bool = False,
 
 
 def _as_error(p: Problem) -> Problem:
-    return Problem(message=p.message, path=p.path, line=p.line, column=p.column, field=p.field,
-                   hint=p.hint, severity="error", code=p.code)
+    return Problem(
+        message=p.message,
+        path=p.path,
+        line=p.line,
+        column=p.column,
+        field=p.field,
+        hint=p.hint,
+        severity="error",
+        code=p.code,
+    )
 
 
-def build_site(ws: Workspace, *, strict: bool = False,
-               renderer: Renderer | None = None) -> Site:
+def build_site(ws: Workspace, *, strict: bool = False, renderer: Renderer | None = None) -> Site:
     """Everything the archive folder will hold; raises CheckFailed when any issue has errors."""
     if not ws.issues_dir.is_dir() or not any(iter_issue_files(ws.issues_dir)):
-        raise NewsletterError(f"no issues in {ws.issues_dir}",
-                              hint="`newsletter new` writes one; the archive lists issues/*.yaml")
+        raise NewsletterError(
+            f"no issues in {ws.issues_dir}",
+            hint="`newsletter new` writes one; the archive lists issues/*.yaml",
+        )
     r = renderer or Renderer(ws)
     built, problems = compose_all(ws, strict=strict, renderer=r)
     if any(p.severity == "error" for p in problems):
@@ -127,20 +142,33 @@ def build_site(ws: Workspace, *, strict: bool = False,
         files[f"{b.issue_id}/index.html"] = b.web_html.encode("utf-8")
     files["index.html"] = index_page(ws, entries, labels).encode("utf-8")
     files["feed.xml"] = atom_feed(ws, entries, labels)
-    return Site(files=files, entries=entries,
-                warnings=[p for p in problems if p.severity == "warning"])
+    return Site(
+        files=files, entries=entries, warnings=[p for p in problems if p.severity == "warning"]
+    )
 
 
 def _entry(b: BuiltIssue, base: str, labels: dict[str, object]) -> Entry:
     issue = b.located.issue
     months = labels.get("months")
-    month_names = [str(m) for m in months] if isinstance(months, list) and len(months) == 12 \
+    month_names = (
+        [str(m) for m in months]
+        if isinstance(months, list) and len(months) == 12
         else [f"{m:02d}" for m in range(1, 13)]
+    )
     display = str(labels.get("day_month_year", "{day} {month} {year}")).format(
-        day=issue.date.day, month=month_names[issue.date.month - 1], year=issue.date.year)
-    return Entry(issue_id=b.issue_id, subject=b.subject, preheader=b.preheader,
-                 date=issue.date, number=issue.number, language=b.language,
-                 url=f"{base}{b.issue_id}/", href=f"{b.issue_id}/", display_date=display)
+        day=issue.date.day, month=month_names[issue.date.month - 1], year=issue.date.year
+    )
+    return Entry(
+        issue_id=b.issue_id,
+        subject=b.subject,
+        preheader=b.preheader,
+        date=issue.date,
+        number=issue.number,
+        language=b.language,
+        url=f"{base}{b.issue_id}/",
+        href=f"{b.issue_id}/",
+        display_date=display,
+    )
 
 
 def pages_dir(ws: Workspace) -> Path:
@@ -156,8 +184,12 @@ def index_page(ws: Workspace, entries: list[Entry], labels: dict[str, object]) -
     import jinja2
 
     folder = pages_dir(ws)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     cfg = ws.config
     try:
         return env.get_template(INDEX_TEMPLATE).render(
@@ -172,13 +204,23 @@ def index_page(ws: Workspace, entries: list[Entry], labels: dict[str, object]) -
             base_url=base_url(ws),
         )
     except jinja2.TemplateNotFound:
-        raise TemplateError(Problem(message=f"template `{INDEX_TEMPLATE}` not found",
-                                    path=folder / INDEX_TEMPLATE, code="missing_template")) from None
+        raise TemplateError(
+            Problem(
+                message=f"template `{INDEX_TEMPLATE}` not found",
+                path=folder / INDEX_TEMPLATE,
+                code="missing_template",
+            )
+        ) from None
     except jinja2.TemplateError as exc:
         line = getattr(exc, "lineno", None)
-        raise TemplateError(Problem(message=f"archive page template: {exc}",
-                                    path=folder / INDEX_TEMPLATE, line=line,
-                                    code="template_syntax")) from None
+        raise TemplateError(
+            Problem(
+                message=f"archive page template: {exc}",
+                path=folder / INDEX_TEMPLATE,
+                line=line,
+                code="template_syntax",
+            )
+        ) from None
 
 
 def _rfc3339(d: dt.date) -> str:
@@ -224,13 +266,15 @@ def atom_feed(ws: Workspace, entries: list[Entry], labels: dict[str, object]) ->
 def _check_target(out_dir: Path) -> None:
     """Refuse to replace a folder that `newsletter archive` did not write (e.g. `-o .`)."""
     if out_dir.is_file():
-        raise NewsletterError(f"{out_dir} is a file, not a folder",
-                              hint="pass another folder with -o")
+        raise NewsletterError(
+            f"{out_dir} is a file, not a folder", hint="pass another folder with -o"
+        )
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
         raise NewsletterError(
             f"{out_dir} already holds files that `newsletter archive` did not write; "
             "nothing was written",
-            hint="pass an empty or new folder with -o (the archive replaces the whole folder)")
+            hint="pass an empty or new folder with -o (the archive replaces the whole folder)",
+        )
 
 
 def _write_tree(folder: Path, files: dict[str, bytes]) -> None:
@@ -265,4 +309,3 @@ def write_site(site: Site, out_dir: Path) -> list[Path]:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return [out_dir / rel for rel in sorted(site.files) if rel != MARKER]
-

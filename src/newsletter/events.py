@@ -164,8 +164,20 @@ class EventStore:
         received = utc_now_iso()
         rows = [
             (
-                e.event_id, e.provider, e.kind, e.email, e.at, e.issue_id, e.list_name,
-                e.send_id, e.batch_id, e.url, e.reason, int(e.machine), e.raw, received,
+                e.event_id,
+                e.provider,
+                e.kind,
+                e.email,
+                e.at,
+                e.issue_id,
+                e.list_name,
+                e.send_id,
+                e.batch_id,
+                e.url,
+                e.reason,
+                int(e.machine),
+                e.raw,
+                received,
             )
             for e in events
         ]
@@ -252,9 +264,11 @@ class EventStore:
 
     def get_state(self, key: str) -> str | None:
         with self._lock:
-            row = self._connect().execute(
-                "SELECT value FROM loop_state WHERE key = ?", (key,)
-            ).fetchone()
+            row = (
+                self._connect()
+                .execute("SELECT value FROM loop_state WHERE key = ?", (key,))
+                .fetchone()
+            )
         return None if row is None else str(row[0])
 
     def set_state(self, key: str, value: str) -> None:

@@ -29,12 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .errors import LedgerError
 from .subscribers import email_key
 
 SCHEMA_VERSION = 1
+ROWS_PER_BATCH_ID = 4096  # > the 1,000 recipients a batch may hold
 
 # Send states.
 PLANNED = "planned"
@@ -106,6 +107,8 @@ CREATE TABLE IF NOT EXISTS batches (
     finished_at TEXT,
     UNIQUE (send_id, seq)
 );
+-- rowid = batch id * ROWS_PER_BATCH_ID + position: a batch's recipients are one range
+-- of the table (no second index to maintain on the hot path).
 CREATE TABLE IF NOT EXISTS recipients (
     batch_id INTEGER NOT NULL REFERENCES batches(id),
     send_id INTEGER NOT NULL,
@@ -118,12 +121,26 @@ CREATE TABLE IF NOT EXISTS recipients (
     list_name TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email_key);
-CREATE INDEX IF NOT EXISTS recipients_batch ON recipients(batch_id);
 """
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RecipientLike(Protocol):
+    """What the ledger stores of a recipient (subscribers.Subscriber fits, as does RecipientRow)."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def list_name(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +495,9 @@ class Ledger:
         return [
             s
             for s in self.sends(issue_id)
-            if not s.test and s.backend == backend and s.state != CANCELLED
+            if not s.test
+            and s.backend == backend
+            and s.state != CANCELLED
             and wanted.intersection(s.lists)
         ]
 
@@ -508,7 +527,7 @@ class Ledger:
         return bool(lock and lock.held_elsewhere())
 
     def open_batch(
-        self, send_id: int, recipients: Sequence[RecipientRow], *, issue_id: str | None
+        self, send_id: int, recipients: Sequence[RecipientLike], *, issue_id: str | None
     ) -> BatchInfo:
         """Record a new batch and its recipients as ``posting``, committed before any request.
 
@@ -527,13 +546,26 @@ class Ledger:
                 (send_id, seq, B_POSTING, len(recipients), now),
             )
             batch_id = int(cur.lastrowid or 0)
+            if len(recipients) > ROWS_PER_BATCH_ID:
+                raise LedgerError(f"a batch holds at most {ROWS_PER_BATCH_ID} recipients")
+            first = batch_id * ROWS_PER_BATCH_ID
             db.executemany(
-                "INSERT INTO recipients (batch_id, send_id, issue_id, email, email_key, name,"
-                " first_name, language, list_name) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO recipients (rowid, batch_id, send_id, issue_id, email, email_key,"
+                " name, first_name, language, list_name) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (batch_id, send_id, issue_id, r.email, email_key(r.email), r.name,
-                     r.first_name, r.language, r.list_name)
-                    for r in recipients
+                    (
+                        first + i,
+                        batch_id,
+                        send_id,
+                        issue_id,
+                        r.email,
+                        email_key(r.email),
+                        r.name,
+                        r.first_name,
+                        r.language,
+                        r.list_name,
+                    )
+                    for i, r in enumerate(recipients)
                 ],
             )
         info = self.batch(batch_id)
@@ -548,9 +580,7 @@ class Ledger:
             if state == B_FAILED:
                 db.execute("UPDATE batches SET state=? WHERE id=?", (B_POSTING, batch_id))
             elif state in (B_POSTING, B_UNKNOWN) and resend_unknown:
-                db.execute(
-                    "UPDATE batches SET state=?, resent=1 WHERE id=?", (B_POSTING, batch_id)
-                )
+                db.execute("UPDATE batches SET state=?, resent=1 WHERE id=?", (B_POSTING, batch_id))
             else:
                 raise LedgerError(f"batch #{batch_id} is {state}; it cannot be posted again")
 
@@ -648,8 +678,8 @@ class Ledger:
     def batch_recipients(self, batch_id: int) -> list[RecipientRow]:
         rows = self._db.execute(
             "SELECT email, name, first_name, language, list_name FROM recipients"
-            " WHERE batch_id=? ORDER BY rowid",
-            (batch_id,),
+            " WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+            (batch_id * ROWS_PER_BATCH_ID, (batch_id + 1) * ROWS_PER_BATCH_ID - 1),
         ).fetchall()
         return [RecipientRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
@@ -667,14 +697,14 @@ class Ledger:
         if only_send is not None:
             sql = (
                 "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
-                 " WHERE r.issue_id=? AND r.email_key=? AND r.send_id=? AND b.state!=? LIMIT 1"
+                " WHERE r.issue_id=? AND r.email_key=? AND r.send_id=? AND b.state!=? LIMIT 1"
             )
             params: tuple[Any, ...] = (issue_id, email_key(email), only_send, B_CANCELLED)
         else:
             sql = (
                 "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
                 " JOIN sends s ON s.id=r.send_id"
-                 " WHERE r.issue_id=? AND r.email_key=? AND s.backend=? AND b.state!=? LIMIT 1"
+                " WHERE r.issue_id=? AND r.email_key=? AND s.backend=? AND b.state!=? LIMIT 1"
             )
             params = (issue_id, email_key(email), backend, B_CANCELLED)
         return self._db.execute(sql, params).fetchone() is not None

@@ -24,6 +24,7 @@ what the view shows, exactly as a client that honours them would apply them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -48,7 +49,8 @@ POLL_MS = 1000
 _DARK_FEATURE = re.compile(r"\(\s*prefers-color-scheme\s*:\s*dark\s*\)", re.IGNORECASE)
 _LIGHT_FEATURE = re.compile(r"\(\s*prefers-color-scheme\s*:\s*light\s*\)", re.IGNORECASE)
 _COLOR_SCHEME_META = re.compile(
-    r"<meta\s+name=[\"']?color-scheme[\"']?\s+content=[\"'][^\"']*[\"']\s*/?>", re.IGNORECASE)
+    r"<meta\s+name=[\"']?color-scheme[\"']?\s+content=[\"'][^\"']*[\"']\s*/?>", re.IGNORECASE
+)
 _HEAD_END = re.compile(r"</head>", re.IGNORECASE)
 
 
@@ -110,13 +112,24 @@ def _problems_of(exc: Exception, ws_root: Path) -> list[Problem]:
     if isinstance(exc, (InputError, CheckFailed)):
         return list(exc.problems)
     if isinstance(exc, ConfigError):
-        return [Problem(message=exc.message, path=ws_root / CONFIG_FILE, field=exc.key,
-                        hint=exc.hint, code="config")]
+        return [
+            Problem(
+                message=exc.message,
+                path=ws_root / CONFIG_FILE,
+                field=exc.key,
+                hint=exc.hint,
+                code="config",
+            )
+        ]
     if isinstance(exc, NewsletterError):
         return [Problem(message=exc.message, hint=exc.hint, code="error")]
-    return [Problem(message=f"internal error: {type(exc).__name__}: {exc}",
-                    hint="this is a bug in newsletter; the terminal shows the details",
-                    code="internal")]
+    return [
+        Problem(
+            message=f"internal error: {type(exc).__name__}: {exc}",
+            hint="this is a bug in newsletter; the terminal shows the details",
+            code="internal",
+        )
+    ]
 
 
 class Preview:
@@ -164,14 +177,29 @@ class Preview:
             last = self._last_good
             if last is None:
                 return Snapshot(version=version, problems=problems)
-            return Snapshot(version=version, problems=problems, built=last.built, stale=True,
-                            html=last.html, dark_html=last.dark_html, text=last.text,
-                            web_html=last.web_html, eml=last.eml)
+            return Snapshot(
+                version=version,
+                problems=problems,
+                built=last.built,
+                stale=True,
+                html=last.html,
+                dark_html=last.dark_html,
+                text=last.text,
+                web_html=last.web_html,
+                eml=last.eml,
+            )
         values = built.preview_values(ws)
         html = fill(built.html, values)
-        snap = Snapshot(version=version, problems=built.problems, built=built, html=html,
-                        dark_html=force_dark(html), text=fill(built.text, values),
-                        web_html=built.web_html, eml=preview_eml(ws, built))
+        snap = Snapshot(
+            version=version,
+            problems=built.problems,
+            built=built,
+            html=html,
+            dark_html=force_dark(html),
+            text=fill(built.text, values),
+            web_html=built.web_html,
+            eml=preview_eml(ws, built),
+        )
         self._last_good = snap
         return snap
 
@@ -186,10 +214,8 @@ def pages_dir(root: Path) -> Path:
 def _display_path(p: Problem, root: Path) -> str:
     where = p.location()
     if p.path is not None:
-        try:
+        with contextlib.suppress(ValueError):  # outside the workspace: keep the full path
             where = where.replace(str(p.path), str(p.path.relative_to(root)), 1)
-        except ValueError:
-            pass
     return where
 
 
@@ -202,8 +228,11 @@ def create_app(ws: Workspace, issue_path: Path) -> Any:
     from starlette.routing import Route
 
     preview = Preview(ws.root, issue_path)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(pages_dir(ws.root))),
-                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(pages_dir(ws.root))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     no_store = {"Cache-Control": "no-store"}
 
     def page(request: Request) -> Response:
@@ -214,8 +243,13 @@ def create_app(ws: Workspace, issue_path: Path) -> Any:
         except ValueError:
             issue_label = issue_path
         problems = [
-            {"severity": p.severity, "where": _display_path(p, ws.root), "field": p.field,
-             "message": p.message, "hint": p.hint}
+            {
+                "severity": p.severity,
+                "where": _display_path(p, ws.root),
+                "field": p.field,
+                "message": p.message,
+                "hint": p.hint,
+            }
             for p in sorted(snap.problems, key=lambda p: p.severity != "error")
         ]
         html = env.get_template(PAGE_TEMPLATE).render(
@@ -253,21 +287,25 @@ def create_app(ws: Workspace, issue_path: Path) -> Any:
     def eml(request: Request) -> Response:
         snap = _need_build()
         assert snap.built is not None
-        headers = {**no_store, "Content-Disposition":
-                   f'attachment; filename="{snap.built.issue_id}-preview.eml"'}
+        headers = {
+            **no_store,
+            "Content-Disposition": f'attachment; filename="{snap.built.issue_id}-preview.eml"',
+        }
         return Response(snap.eml, media_type="message/rfc822", headers=headers)
 
     def version(request: Request) -> Response:
         return JSONResponse({"version": preview.version()}, headers=no_store)
 
-    app = Starlette(routes=[
-        Route("/", page),
-        Route("/email.html", email_html),
-        Route("/email.txt", email_txt),
-        Route("/web.html", web_html),
-        Route("/preview.eml", eml),
-        Route("/version", version),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/email.html", email_html),
+            Route("/email.txt", email_txt),
+            Route("/web.html", web_html),
+            Route("/preview.eml", eml),
+            Route("/version", version),
+        ]
+    )
     app.state.preview = preview
     return app
 
@@ -275,7 +313,7 @@ def create_app(ws: Workspace, issue_path: Path) -> Any:
 def check_issue_path(issue_path: Path) -> None:
     """The one failure that stops the preview before it starts: no such file."""
     if not issue_path.is_file():
-        raise NewsletterError(f"{issue_path}: file not found",
-                              hint="pass an issue file, e.g. issues/2019-09.yaml "
-                                   "(`newsletter new` makes one)")
-
+        raise NewsletterError(
+            f"{issue_path}: file not found",
+            hint="pass an issue file, e.g. issues/2019-09.yaml (`newsletter new` makes one)",
+        )

@@ -90,9 +90,7 @@ class IssueReport:
         for key in ("first_event", "last_event"):
             value = data[key]
             data[key] = _iso(value) if isinstance(value, int) else None
-        data["timeline"] = [
-            {**asdict(p), "at": _iso(p.at)} for p in self.timeline
-        ]
+        data["timeline"] = [{**asdict(p), "at": _iso(p.at)} for p in self.timeline]
         return data
 
 
@@ -122,8 +120,12 @@ def _bucket_seconds(span: int) -> int:
     return 7 * 24 * 3600
 
 
-def summarise(issue_id: str, sent: int, rows: Iterable[EventRow],
-              extra_unsubscribes: Iterable[tuple[str, int]] = ()) -> IssueReport:
+def summarise(
+    issue_id: str,
+    sent: int,
+    rows: Iterable[EventRow],
+    extra_unsubscribes: Iterable[tuple[str, int]] = (),
+) -> IssueReport:
     """Count one issue's events (pure: no I/O, so it is easy to check by hand)."""
     people: dict[str, set[str]] = defaultdict(set)
     human_first: dict[str, int] = {}
@@ -167,13 +169,15 @@ def summarise(issue_id: str, sent: int, rows: Iterable[EventRow],
     report.top_links = links[:TOP_LINKS]
     if times:
         report.first_event, report.last_event = min(times), max(times)
-        report.timeline = _timeline(report.first_event, report.last_event,
-                                    human_first, machine_only, click_first)
+        report.timeline = _timeline(
+            report.first_event, report.last_event, human_first, machine_only, click_first
+        )
     return report
 
 
-def _timeline(start: int, end: int, opens: dict[str, int], machine: dict[str, int],
-              clicks: dict[str, int]) -> list[Point]:
+def _timeline(
+    start: int, end: int, opens: dict[str, int], machine: dict[str, int], clicks: dict[str, int]
+) -> list[Point]:
     size = _bucket_seconds(max(end - start, 1))
     first = start - start % size
     count = (end - first) // size + 1
@@ -218,7 +222,8 @@ def build_report(ws: Workspace, issue_id: str | None = None) -> IssueReport:
         if sent == 0 and issue_id not in known:
             raise NewsletterError(
                 f"issue {issue_id}: no sends and no events recorded",
-                hint=f"issues with events: {', '.join(known)}" if known
+                hint=f"issues with events: {', '.join(known)}"
+                if known
                 else "send the issue first (`newsletter send`)",
             )
         rows = store.rows(issue_id) if ws.state_db.exists() else []
@@ -234,12 +239,24 @@ _W, _H = 720, 360
 _L, _R, _T, _B = 56, 24, 48, 56  # margins
 
 
+def _tick_step(peak: int) -> int:
+    """A round step (1, 2, 5, 10, 20, 50, ...) giving at most five gridlines."""
+    magnitude = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * magnitude * 5 >= peak:
+                return m * magnitude
+        magnitude *= 10
+
+
 def chart_svg(report: IssueReport, title: str | None = None) -> str:
     """Cumulative unique opens and clicks over time, as a self-contained SVG (text escaped)."""
     esc = html.escape
     heading = title or f"Issue {report.issue_id}: opens and clicks over time"
     points = report.timeline
-    peak = max([1] + [max(p.opens, p.clicks, p.machine_opens) for p in points])
+    step = _tick_step(max([1] + [max(p.opens, p.clicks, p.machine_opens) for p in points]))
+    ticks = -(-max([1] + [max(p.opens, p.clicks, p.machine_opens) for p in points]) // step)
+    peak = step * ticks
     plot_w, plot_h = _W - _L - _R, _H - _T - _B
     n = max(len(points) - 1, 1)
 
@@ -255,19 +272,22 @@ def chart_svg(report: IssueReport, title: str | None = None) -> str:
         f'<text x="{_L}" y="24" font-size="15" font-weight="bold" fill="#1f2933">'
         f"{esc(heading)}</text>",
     ]
-    for k in range(5):  # horizontal grid with counts
-        value = round(peak * k / 4)
-        y = _T + plot_h * (1 - k / 4)
-        parts.append(f'<line x1="{_L}" x2="{_W - _R}" y1="{y:.1f}" y2="{y:.1f}"'
-                     ' stroke="#e5e7eb"/>')
-        parts.append(f'<text x="{_L - 8}" y="{y + 4:.1f}" text-anchor="end"'
-                     f' fill="#52606d">{value}</text>')
+    for k in range(ticks + 1):  # horizontal grid with whole-number counts
+        value = step * k
+        y = _T + plot_h * (1 - k / ticks)
+        parts.append(f'<line x1="{_L}" x2="{_W - _R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        parts.append(
+            f'<text x="{_L - 8}" y="{y + 4:.1f}" text-anchor="end" fill="#52606d">{value}</text>'
+        )
     if points:
         for i in sorted({0, len(points) // 2, len(points) - 1}):
             label = datetime.fromtimestamp(points[i].at, UTC).strftime("%Y-%m-%d %H:%M")
             x = _L + plot_w * i / n
-            parts.append(f'<text x="{x:.1f}" y="{_H - _B + 18}" text-anchor="middle"'
-                         f' fill="#52606d">{esc(label)}</text>')
+            anchor = "start" if i == 0 else "end" if i == len(points) - 1 else "middle"
+            parts.append(
+                f'<text x="{x:.1f}" y="{_H - _B + 18}" text-anchor="{anchor}"'
+                f' fill="#52606d">{esc(label)}</text>'
+            )
         series = [
             ("opens", "#0b5394", "", "unique opens"),
             ("clicks", "#b45309", "", "unique clicks"),
@@ -275,16 +295,21 @@ def chart_svg(report: IssueReport, title: str | None = None) -> str:
         ]
         for index, (attr, colour, dash, label) in enumerate(series):
             coords = " ".join(xy(i, getattr(p, attr)) for i, p in enumerate(points))
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2.5"{dash}'
-                         f' points="{coords}"/>')
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2.5"{dash}'
+                f' points="{coords}"/>'
+            )
             lx = _L + index * 150
-            parts.append(f'<line x1="{lx}" x2="{lx + 24}" y1="{_H - 14}" y2="{_H - 14}"'
-                         f' stroke="{colour}" stroke-width="3"{dash}/>')
-            parts.append(f'<text x="{lx + 30}" y="{_H - 10}" fill="#1f2933">'
-                         f"{esc(label)}</text>")
+            parts.append(
+                f'<line x1="{lx}" x2="{lx + 24}" y1="{_H - 14}" y2="{_H - 14}"'
+                f' stroke="{colour}" stroke-width="3"{dash}/>'
+            )
+            parts.append(f'<text x="{lx + 30}" y="{_H - 10}" fill="#1f2933">{esc(label)}</text>')
     else:
-        parts.append(f'<text x="{_W / 2}" y="{_H / 2}" text-anchor="middle" fill="#52606d">'
-                     "no opens or clicks recorded yet</text>")
+        parts.append(
+            f'<text x="{_W / 2}" y="{_H / 2}" text-anchor="middle" fill="#52606d">'
+            "no opens or clicks recorded yet</text>"
+        )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

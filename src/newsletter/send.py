@@ -157,21 +157,25 @@ class RetryPolicy:
 class Pacer:
     """At most ``rate`` requests per second (None: as fast as answers come)."""
 
-    def __init__(self, rate: float | None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float | None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self._sleep = sleep
+        self._clock = clock
         self._last: float | None = None
 
     def wait(self) -> None:
         if not self.interval:
             return
-        now = time.monotonic()
         if self._last is not None:
-            delay = self._last + self.interval - now
+            delay = self._last + self.interval - self._clock()
             if delay > 0:
                 self._sleep(delay)
-                now += delay
-        self._last = now
+        self._last = self._clock()
 
 
 class Personalizer:
@@ -190,14 +194,28 @@ class Personalizer:
         return f"{self.base}u/{tokens.make_token(email, list_name, self.keys)}"
 
     def __call__(self, s: SubscriberLike) -> Recipient:
-        url = self.url(s.email, s.list_name)
-        return Recipient(
-            email=s.email,
-            name=s.name,
-            list_name=s.list_name,
-            values=message.substitutions(s.first_name, url, self.language),
-            headers=message.list_unsubscribe_headers(url, self.mailto),
-        )
+        return self.batch([s])[0]
+
+    def batch(self, people: Sequence[SubscriberLike]) -> list[Recipient]:
+        """Many at once: the per-recipient loop is the hot path of a large send."""
+        base, keys, language, mailto = self.base + "u/", self.keys, self.language, self.mailto
+        make_token = tokens.make_token
+        substitutions = message.substitutions
+        headers = message.list_unsubscribe_headers
+        out = []
+        for s in people:
+            email, list_name = s.email, s.list_name
+            url = base + make_token(email, list_name, keys)
+            out.append(
+                Recipient(
+                    email,
+                    s.name,
+                    list_name,
+                    substitutions(s.first_name, url, language),
+                    headers(url, mailto),
+                )
+            )
+        return out
 
 
 def row_of(s: SubscriberLike) -> RecipientRow:
@@ -240,7 +258,7 @@ class SendEngine:
         ledger: Ledger,
         backend: Backend,
         content: IssueContent,
-        personalize: Callable[[SubscriberLike], Recipient],
+        personalize: Personalizer,
         policy: RetryPolicy,
         batch_size: int = MAX_BATCH,
         pacer: Pacer | None = None,
@@ -300,8 +318,10 @@ class SendEngine:
             for info in self.ledger.batches_to_repost(send_id, resend_unknown=resend_unknown):
                 self._check_stop()
                 self.ledger.begin_repost(info.id, resend_unknown=resend_unknown)
-                rows = self.ledger.batch_recipients(info.id)
-                self._deliver(summary, info, rows, report)
+                current = self.ledger.batch(info.id)
+                assert current is not None
+                stored = self.ledger.batch_recipients(info.id)
+                self._deliver(summary, current, stored, report)
                 report.batches_reposted += 1
             iterator = iter(subscribers)
             while True:
@@ -330,15 +350,22 @@ class SendEngine:
 
     def _take(
         self, iterator: Iterator[SubscriberLike], exclude: Callable[[SubscriberLike], bool] | None
-    ) -> list[RecipientRow]:
-        rows: list[RecipientRow] = []
+    ) -> list[SubscriberLike]:
+        """The next batch's subscribers: pulled from the stream only now, so that the
+        suppression list read just before applies to them."""
+        rows: list[SubscriberLike] = []
         size = self.batch_size
+        if exclude is None:
+            for s in iterator:
+                rows.append(s)
+                if len(rows) >= size:
+                    break
+            return rows
         for s in iterator:
-            if exclude is not None and exclude(s):
-                continue
-            rows.append(RecipientRow(s.email, s.name, s.first_name, s.language, s.list_name))
-            if len(rows) >= size:
-                break
+            if not exclude(s):
+                rows.append(s)
+                if len(rows) >= size:
+                    break
         return rows
 
     def _wait(self, seconds: float, reason: str) -> None:
@@ -355,16 +382,15 @@ class SendEngine:
         self,
         summary: SendSummary,
         info: BatchInfo,
-        rows: Sequence[RecipientRow],
+        rows: Sequence[SubscriberLike],
         report: SendReport,
     ) -> None:
-        personalize = self.personalize
         batch = Batch(
             issue_id=summary.issue_id,
             send_ref=str(summary.id),
             batch_ref=str(info.id),
             seq=info.seq,
-            recipients=[personalize(r) for r in rows],
+            recipients=self.personalize.batch(rows),
             send_at=summary.send_at if summary.schedule_id else None,
             schedule_id=summary.schedule_id,
         )
@@ -376,21 +402,26 @@ class SendEngine:
             try:
                 outcome = self.backend.send_batch(self.content, batch)
             except ProviderRejected as exc:
-                self.ledger.note_attempt(info.id, ambiguous=False, status=exc.status,
-                                         error=exc.message)
+                self.ledger.note_attempt(
+                    info.id, ambiguous=False, status=exc.status, error=exc.message
+                )
                 self.ledger.mark_unsent(info.id)
                 raise _Stop(FAILED, exc.message, exc) from None
             except ProviderUnavailable as exc:
                 unknown = isinstance(exc, DeliveryUnknown)
                 ambiguous = ambiguous or unknown
-                self.ledger.note_attempt(info.id, ambiguous=unknown, status=exc.status,
-                                         error=exc.message)
+                self.ledger.note_attempt(
+                    info.id, ambiguous=unknown, status=exc.status, error=exc.message
+                )
                 if exc.status == 429:
                     rate_limited += 1
                     if rate_limited > self.policy.max_rate_limit_waits:
                         self.ledger.mark_unsent(info.id)
-                        raise _Stop(PAUSED, f"rate limited {rate_limited} times in a row "
-                                    f"on batch {info.seq}", exc) from None
+                        raise _Stop(
+                            PAUSED,
+                            f"rate limited {rate_limited} times in a row on batch {info.seq}",
+                            exc,
+                        ) from None
                     wait = exc.retry_after
                     if wait is None:
                         wait = self.policy.backoff(rate_limited)
@@ -428,8 +459,7 @@ def unknown_batches_error(summary: SendSummary, unknown: Sequence[BatchInfo]) ->
     listing = ", ".join(f"batch {b.seq} ({b.recipients} recipients)" for b in unknown)
     return LedgerError(
         f"send #{summary.id} of {summary.issue_id}: {listing} posted without an answer; "
-        "SendGrid may or may not have accepted "
-        + ("it" if len(unknown) == 1 else "them"),
+        "SendGrid may or may not have accepted " + ("it" if len(unknown) == 1 else "them"),
         hint="run again with --skip-unknown (never send those recipients this issue) or "
         "--resend-unknown (post them again: some may get the issue twice)",
     )
@@ -456,7 +486,8 @@ def open_backend(ws: Workspace, requested: str | None = None) -> Backend:
         if host and not host.startswith(("http://", "https://")):
             raise ConfigError(
                 f"{SENDGRID_HOST_ENV}={host!r} is not a URL",
-                key=SENDGRID_HOST_ENV, hint="e.g. http://127.0.0.1:4010",
+                key=SENDGRID_HOST_ENV,
+                hint="e.g. http://127.0.0.1:4010",
             )
         assert key is not None
         return SendGridBackend(key, cfg, host=host)
@@ -464,8 +495,9 @@ def open_backend(ws: Workspace, requested: str | None = None) -> Backend:
         from .esp.outbox import OutboxBackend
 
         return OutboxBackend(ws.outbox_dir, cfg)
-    raise ConfigError(f"unknown backend {name!r}", key="send.backend",
-                      hint="use auto, sendgrid or outbox")
+    raise ConfigError(
+        f"unknown backend {name!r}", key="send.backend", hint="use auto, sendgrid or outbox"
+    )
 
 
 def unsubscribe_keys(backend: Backend) -> tuple[list[bytes], bool]:
@@ -498,7 +530,8 @@ def parse_send_at(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ConfigError(
             f"--send-at {text!r} is not a date and time",
-            key="--send-at", hint="write it as 2019-10-01T09:00+02:00 (ISO 8601)",
+            key="--send-at",
+            hint="write it as 2019-10-01T09:00+02:00 (ISO 8601)",
         ) from None
     if when.tzinfo is None:
         when = when.astimezone()  # local time of this computer
@@ -507,7 +540,8 @@ def parse_send_at(text: str, now: datetime | None = None) -> datetime:
     if when - now > MAX_SCHEDULE_AHEAD:
         raise ConfigError(
             f"--send-at {text!r} is more than 72 hours ahead",
-            key="--send-at", hint="SendGrid schedules at most 72 hours in advance",
+            key="--send-at",
+            hint="SendGrid schedules at most 72 hours in advance",
         )
     return when
 
@@ -647,8 +681,11 @@ class SendSession:
             plan = self._resume_plan()
         else:
             if not opts.lists:
-                raise ConfigError("name at least one list with --list", key="--list",
-                                  hint="e.g. --list sample (subscribers/sample.csv)")
+                raise ConfigError(
+                    "name at least one list with --list",
+                    key="--list",
+                    hint="e.g. --list sample (subscribers/sample.csv)",
+                )
             self._refuse_repeat(opts.lists)
             plan = self._new_plan(list(dict.fromkeys(opts.lists)), list(opts.tags))
         self._count(plan)
@@ -678,8 +715,11 @@ class SendSession:
     def _resume_plan(self) -> Plan:
         issue_id = self.built.issue_id
         candidates = [
-            s for s in self.ledger.sends(issue_id)
-            if not s.test and s.backend == self.backend.name and s.state in UNFINISHED
+            s
+            for s in self.ledger.sends(issue_id)
+            if not s.test
+            and s.backend == self.backend.name
+            and s.state in UNFINISHED
             and (not self.options.lists or set(self.options.lists).intersection(s.lists))
         ]
         if not candidates:
@@ -690,18 +730,32 @@ class SendSession:
             )
         s = candidates[-1]
         if self.ledger.is_running_elsewhere(s.id):
-            raise LedgerError(f"send #{s.id} of {issue_id} is running in another process",
-                              hint="wait for it, or press Ctrl-C there to pause it")
+            raise LedgerError(
+                f"send #{s.id} of {issue_id} is running in another process",
+                hint="wait for it, or press Ctrl-C there to pause it",
+            )
         plan = self._new_plan(list(s.lists), list(s.tags))
         plan.resume = s
-        plan.send_at = (
-            datetime.fromtimestamp(s.send_at, UTC) if s.send_at and s.schedule_id else None
-        )
+        if self.options.send_at is not None:
+            raise ConfigError(
+                "--send-at cannot be changed when resuming",
+                key="--send-at",
+                hint="cancel the send and start a new one to change its time",
+            )
+        if s.send_at:
+            plan.send_at = datetime.fromtimestamp(s.send_at, UTC)
+            if plan.send_at <= datetime.now(UTC):
+                raise LedgerError(
+                    f"send #{s.id} was scheduled for {plan.send_at.isoformat()}, which has "
+                    "passed; resuming it would send at once",
+                    hint=f"`newsletter cancel {issue_id}`, then send again with a new --send-at",
+                )
         plan.unknown = self.ledger.unknown_batches(s.id)
         if plan.unknown and self.options.unknown == "ask":
             raise unknown_batches_error(s, plan.unknown)
         repost = self.ledger.batches_to_repost(
-            s.id, resend_unknown=self.options.unknown == "resend")
+            s.id, resend_unknown=self.options.unknown == "resend"
+        )
         plan.repost_batches = len(repost)
         plan.repost_recipients = sum(b.recipients for b in repost)
         return plan
@@ -793,12 +847,19 @@ class SendSession:
             if opts.unknown == "skip":
                 ledger.skip_unknown(send_id)
             ledger.set_planned(send_id, current.recipients_batched + plan.recipients)
+            if current.send_at and not current.schedule_id:  # scheduling failed last time
+                ledger.set_schedule(send_id, self.backend.create_schedule(), current.send_at)
         else:
             send_at = int(plan.send_at.timestamp()) if plan.send_at else None
             send_id = ledger.create_send(
-                plan.issue_id, plan.lists, self.backend.name, tags=plan.tags,
-                subject=self.built.subject, planned_recipients=plan.recipients,
-                send_at=send_at, force_resend=opts.force_resend,
+                plan.issue_id,
+                plan.lists,
+                self.backend.name,
+                tags=plan.tags,
+                subject=self.built.subject,
+                planned_recipients=plan.recipients,
+                send_at=send_at,
+                force_resend=opts.force_resend,
             )
             if send_at is not None:
                 try:
@@ -812,7 +873,10 @@ class SendSession:
         engine = self._engine_for(ledger, issue_content(self.ws, self.built), progress)
         audience, refresh = self._audience(plan)
         report = engine.run(
-            send_id, audience, refresh=refresh, exclude=self._exclusion(plan),
+            send_id,
+            audience,
+            refresh=refresh,
+            exclude=self._exclusion(plan),
             resend_unknown=opts.unknown == "resend",
         )
         self.audience_counts = self._audience_obj.counts()
@@ -831,12 +895,16 @@ class SendSession:
             return SendReport(send_id=0, state=PLANNED, message="dry run: nothing was sent")
         self._clear_outbox()
         with Ledger(":memory:") as scratch:
-            send_id = scratch.create_send(plan.issue_id, plan.lists, self.backend.name,
-                                          tags=plan.tags, planned_recipients=plan.recipients)
+            send_id = scratch.create_send(
+                plan.issue_id,
+                plan.lists,
+                self.backend.name,
+                tags=plan.tags,
+                planned_recipients=plan.recipients,
+            )
             engine = self._engine_for(scratch, issue_content(self.ws, self.built), progress)
             audience, refresh = self._audience(plan)
-            report = engine.run(send_id, audience, refresh=refresh,
-                                exclude=self._exclusion(plan))
+            report = engine.run(send_id, audience, refresh=refresh, exclude=self._exclusion(plan))
         report.message = "dry run: files written, nothing was emailed"
         return report
 
@@ -844,8 +912,12 @@ class SendSession:
         """A test copy: recorded as a test send, never counted as the issue being sent."""
         ledger = self.ledger
         send_id = ledger.create_send(
-            plan.issue_id, plan.lists, self.backend.name, test=True,
-            subject=self.built.subject, planned_recipients=plan.recipients,
+            plan.issue_id,
+            plan.lists,
+            self.backend.name,
+            test=True,
+            subject=self.built.subject,
+            planned_recipients=plan.recipients,
         )
         list_name = plan.lists[0]
         rows = [RecipientRow(e, None, None, None, list_name) for e in self.options.test_to]
@@ -857,15 +929,18 @@ class SendSession:
 
 
 def cancel_send(
-    ws: Workspace, issue_id: str, *, backend: Backend | None = None,
-    ledger: Ledger | None = None, now: datetime | None = None,
+    ws: Workspace,
+    issue_id: str,
+    *,
+    backend: Backend | None = None,
+    ledger: Ledger | None = None,
+    now: datetime | None = None,
 ) -> list[SendSummary]:
     """Cancel the scheduled sends of an issue (and abandon unfinished ones); returns them."""
     ledger = ledger or Ledger(ws.state_db)
     now = now or datetime.now(UTC)
     targets = [
-        s for s in ledger.sends(issue_id)
-        if s.state in (SCHEDULED, *UNFINISHED) and not s.test
+        s for s in ledger.sends(issue_id) if s.state in (SCHEDULED, *UNFINISHED) and not s.test
     ]
     if not targets:
         raise LedgerError(

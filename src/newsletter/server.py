@@ -136,14 +136,17 @@ class Pages:
         try:
             raw = tomllib.loads(labels_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{labels_path}: cannot read the page words: {exc}",
-                              key="templates/pages/labels.toml") from None
+            raise ConfigError(
+                f"{labels_path}: cannot read the page words: {exc}",
+                key="templates/pages/labels.toml",
+            ) from None
         english = {k: str(v) for k, v in raw.get("en", {}).items()}
         labels: dict[str, dict[str, str]] = {}
         for lang, table in raw.items():
             if not isinstance(table, dict):
-                raise ConfigError(f"{labels_path}: `{lang}` must be a table like [en]",
-                                  key=f"labels.{lang}")
+                raise ConfigError(
+                    f"{labels_path}: `{lang}` must be a table like [en]", key=f"labels.{lang}"
+                )
             labels[lang.lower()] = {**english, **{k: str(v) for k, v in table.items()}}
         if not labels:
             raise ConfigError(f"{labels_path}: no languages defined", key="labels")
@@ -170,8 +173,9 @@ class Pages:
             try:
                 env.get_template(name)
             except TemplateError as exc:
-                raise ConfigError(f"{folder / name}: {exc}",
-                                  key=f"templates/pages/{name}") from None
+                raise ConfigError(
+                    f"{folder / name}: {exc}", key=f"templates/pages/{name}"
+                ) from None
         return pages
 
     def pick_language(self, *wanted: str | None, accept: str | None = None) -> str:
@@ -210,8 +214,9 @@ class Pages:
                 t[key + "_after"] = _fill(after, values)
             else:
                 t[key + "_before"], t[key + "_after"] = t[key], ""
-        others = [(code, w.get("language_name", code)) for code, w in self.labels.items()
-                  if code != lang]
+        others = [
+            (code, w.get("language_name", code)) for code, w in self.labels.items() if code != lang
+        ]
         html = self.env.get_template(name).render(
             **self.common,
             lang=lang,
@@ -265,8 +270,9 @@ class WebhookVerifier:
     def configured(self) -> bool:
         return self._key is not None
 
-    def check(self, body: bytes, signature: str | None, timestamp: str | None,
-              now: float | None = None) -> str | None:
+    def check(
+        self, body: bytes, signature: str | None, timestamp: str | None, now: float | None = None
+    ) -> str | None:
         """None when the request is genuine and fresh, else the reason for refusing it."""
         if not signature or not timestamp:
             return "unsigned request"
@@ -281,8 +287,9 @@ class WebhookVerifier:
         except UnicodeDecodeError:
             return "body is not UTF-8"
         try:
-            ok = self._helper.verify_signature(payload, signature.strip(), timestamp,
-                                               public_key=self._key)
+            ok = self._helper.verify_signature(
+                payload, signature.strip(), timestamp, public_key=self._key
+            )
         except (ValueError, TypeError):  # binascii.Error is a ValueError
             return "malformed signature"
         return None if ok else "bad signature"
@@ -314,8 +321,9 @@ class Loop:
             try:
                 address = normalise_email(email)
             except ValueError as exc:  # we never send to it, so there is nothing to stop
-                log.warning("not suppressing %s (%s): not a valid address: %s",
-                            _mask(email), source, exc)
+                log.warning(
+                    "not suppressing %s (%s): not a valid address: %s", _mask(email), source, exc
+                )
                 continue
             rows.append(Suppression(email=address, reason=reason, source=source, at=_iso(at)))
         if not rows:
@@ -329,8 +337,12 @@ class Loop:
         worst = suppressing(batch.events)
         added = 0
         if worst:
-            added = self.suppress([(e.email, e.suppress or "", f"{WEBHOOK_SOURCE}:{e.kind}",
-                                    float(e.at)) for e in worst])
+            added = self.suppress(
+                [
+                    (e.email, e.suppress or "", f"{WEBHOOK_SOURCE}:{e.kind}", float(e.at))
+                    for e in worst
+                ]
+            )
         stored = self.store.add(batch.events)
         return len(batch.events), stored, added, batch.skipped
 
@@ -339,11 +351,19 @@ class Loop:
         added = self.suppress([(who.email, "unsubscribed", ONE_CLICK_SOURCE, now)])
         email = suppression_key(who.email)
         try:
-            self.store.add([Event(
-                event_id=f"one-click:{who.list_name}:{email}", provider=ONE_CLICK_SOURCE,
-                kind="unsubscribe", email=email, at=int(now), list_name=who.list_name,
-                raw=json.dumps({"list": who.list_name, "email": email}),
-            )])
+            self.store.add(
+                [
+                    Event(
+                        event_id=f"one-click:{who.list_name}:{email}",
+                        provider=ONE_CLICK_SOURCE,
+                        kind="unsubscribe",
+                        email=email,
+                        at=int(now),
+                        list_name=who.list_name,
+                        raw=json.dumps({"list": who.list_name, "email": email}),
+                    )
+                ]
+            )
         except NewsletterError as exc:  # the suppression is what matters; it is on disk
             log.warning("one-click: suppression saved but event not recorded: %s", exc.message)
         return added
@@ -355,8 +375,11 @@ def create_app(ws: Workspace) -> Starlette:
     pages = loop.pages
 
     def language(request: Request, form_lang: str | None = None) -> str:
-        return pages.pick_language(form_lang, request.query_params.get("lang"),
-                                   accept=request.headers.get("accept-language"))
+        return pages.pick_language(
+            form_lang,
+            request.query_params.get("lang"),
+            accept=request.headers.get("accept-language"),
+        )
 
     def token_of(request: Request) -> Unsubscribe | None:
         try:
@@ -390,26 +413,35 @@ def create_app(ws: Workspace) -> Starlette:
         try:
             added = await run_in_threadpool(loop.one_click, who)
         except (NewsletterError, OSError) as exc:
-            log.error("unsubscribe: 503 could not save suppression for %s: %s",
-                      _mask(who.email), getattr(exc, "message", exc))
+            log.error(
+                "unsubscribe: 503 could not save suppression for %s: %s",
+                _mask(who.email),
+                getattr(exc, "message", exc),
+            )
             return pages.render("error.html", lang, status=503)
-        log.info("unsubscribe: %s on list %s (%s)", _mask(who.email), who.list_name,
-                 "new" if added else "already suppressed")
+        log.info(
+            "unsubscribe: %s on list %s (%s)",
+            _mask(who.email),
+            who.list_name,
+            "new" if added else "already suppressed",
+        )
         return pages.render("done.html", lang, email=who.email)
 
     async def sendgrid_webhook(request: Request) -> Response:
         peer = _client(request)
         if not loop.verifier.configured:
-            log.error("webhook: 503 %s is not set; cannot verify SendGrid's signature",
-                      WEBHOOK_KEY_ENV)
+            log.error(
+                "webhook: 503 %s is not set; cannot verify SendGrid's signature", WEBHOOK_KEY_ENV
+            )
             return JSONResponse({"error": "webhook verification key not configured"}, 503)
         try:
             body = await read_body(request, loop.max_body)
         except BodyTooLarge:
             log.warning("webhook: 413 body over %d bytes from %s", loop.max_body, peer)
             return JSONResponse({"error": "body too large"}, 413)
-        refusal = loop.verifier.check(body, request.headers.get(SIGNATURE_HEADER),
-                                      request.headers.get(TIMESTAMP_HEADER))
+        refusal = loop.verifier.check(
+            body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+        )
         if refusal:
             log.warning("webhook: 403 %s from %s", refusal, peer)
             return JSONResponse({"error": "forbidden"}, 403)
@@ -427,12 +459,15 @@ def create_app(ws: Workspace) -> Starlette:
         for line in skipped[:10]:
             log.warning("webhook: skipped event %s", line)
         log.info("webhook: %d events, %d new, %d new suppressions", received, stored, added)
-        return JSONResponse({"received": received, "stored": stored, "suppressed": added,
-                             "skipped": len(skipped)})
+        return JSONResponse(
+            {"received": received, "stored": stored, "suppressed": added, "skipped": len(skipped)}
+        )
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "webhook_key": loop.verifier.configured},
-                            headers={"Cache-Control": "no-store"})
+        return JSONResponse(
+            {"status": "ok", "webhook_key": loop.verifier.configured},
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -453,7 +488,8 @@ def create_app(ws: Workspace) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/archive", app=ArchiveFiles(ws.root / "archive-site")),
     ]
-    app = Starlette(routes=routes,
-                    exception_handlers={HTTPException: http_error, 500: server_error})
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: http_error, 500: server_error}
+    )
     app.state.loop = loop
     return app

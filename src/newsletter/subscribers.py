@@ -27,7 +27,6 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
@@ -63,11 +62,11 @@ _ALIASES: dict[str, str] = {
     "subscribed_at": "subscribed_at",
     "consent": "consent",
 }
+# The columns with a meaning; any other column becomes a Subscriber attribute.
 KNOWN_COLUMNS = ("email", "name", "first_name", "language", "tags", "subscribed_at", "consent")
 _TAG_SPLIT = re.compile(r"[;,]")
 _CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 _NOT_FAST = re.compile(r'[<>"(),:\[\]\\\s]')
-_EMPTY_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 _CsvWriter = Any  # csv.writer's type is private (_csv._writer)
 
 
@@ -175,7 +174,7 @@ class RowProblem:
 
     path: Path
     line: int
-    kind: str  # "invalid" | "duplicate"
+    kind: str  # "invalid" | "duplicate" (and "suppressed" in an ImportReport)
     email: str  # as written in the file
     reason: str
     first_line: int | None = None  # duplicates: the line of the row that is used
@@ -226,8 +225,9 @@ class CsvLayout:
             return None
 
 
-def _error(path: Path, line: int | None, message: str, hint: str | None = None,
-           field: str | None = None) -> SubscriberListError:
+def _error(
+    path: Path, line: int | None, message: str, hint: str | None = None, field: str | None = None
+) -> SubscriberListError:
     return SubscriberListError(
         Problem(message=message, path=path, line=line, field=field, hint=hint)
     )
@@ -244,8 +244,9 @@ def _check_encoding(path: Path) -> None:
     with path.open("rb") as handle:
         first = handle.read(4)
         if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise _error(path, 1, "the file is UTF-16 ('Unicode text'), not UTF-8",
-                         hint=RESAVE_HINT)
+            raise _error(
+                path, 1, "the file is UTF-16 ('Unicode text'), not UTF-8", hint=RESAVE_HINT
+            )
         handle.seek(0)
         while True:
             chunk = handle.read(1 << 20)
@@ -259,7 +260,8 @@ def _check_encoding(path: Path) -> None:
                 where = f"byte {column} of the line" if column else "this line"
                 guess = _guess_encoding(byte)
                 raise _error(
-                    path, line,
+                    path,
+                    line,
                     f"the file is not UTF-8: {where} is 0x{byte:02X}{guess}",
                     hint=RESAVE_HINT,
                 ) from None
@@ -295,22 +297,35 @@ def _read_header(path: Path, first_line: str, number: int = 1) -> CsvLayout:
         canonical = [_canonical(n) for n in names]
         if "email" in canonical:
             _check_unique_columns(path, number, names, canonical)
-            return CsvLayout(path, delimiter, tuple(names), tuple(canonical),
-                             line_ending, first_line.startswith("\ufeff"))
+            return CsvLayout(
+                path,
+                delimiter,
+                tuple(names),
+                tuple(canonical),
+                line_ending,
+                first_line.startswith("\ufeff"),
+            )
         if len(names) > len(best):
             best = names
     if not text.strip():
-        raise _error(path, 1, "the file is empty: the first line must be a header such as "
-                     "'email,name,language'", field="email")
+        raise _error(
+            path,
+            1,
+            "the file is empty: the first line must be a header such as 'email,name,language'",
+            field="email",
+        )
     found = ", ".join(repr(n) for n in best) if best else "none"
     hint = "the first line must name the columns and one of them must be 'email'"
     if "@" in text:
-        hint = ("the first line looks like an address, not a header: insert a first line "
-                "such as 'email,name'")
+        hint = (
+            "the first line looks like an address, not a header: insert a first line "
+            "such as 'email,name'"
+        )
     elif len(best) <= 1:
         hint += "; columns must be separated by ',' or ';'"
-    raise _error(path, number, f"no 'email' column; columns found: {found}", hint=hint,
-                 field="email")
+    raise _error(
+        path, number, f"no 'email' column; columns found: {found}", hint=hint, field="email"
+    )
 
 
 def _check_unique_columns(
@@ -324,9 +339,11 @@ def _check_unique_columns(
         if key in seen:
             j = seen[key]
             raise _error(
-                path, number,
+                path,
+                number,
                 f"columns {j + 1} ({names[j]!r}) and {i + 1} ({name!r}) both mean {key!r}",
-                hint="rename or delete one of them", field=key,
+                hint="rename or delete one of them",
+                field=key,
             )
         seen[key] = i
 
@@ -366,7 +383,6 @@ def iter_rows(path: Path) -> Iterator[tuple[CsvLayout, int, list[str]]]:
     with handle:
         header_line, layout = _header(path, handle)
         reader = csv.reader(handle, delimiter=layout.delimiter, strict=True)
-        delimiter = layout.delimiter
         last = header_line
         while True:
             start = last + 1
@@ -376,27 +392,37 @@ def iter_rows(path: Path) -> Iterator[tuple[CsvLayout, int, list[str]]]:
                 return
             except csv.Error as exc:
                 raise _error(
-                    path, start,
+                    path,
+                    start,
                     f"cannot read the row that starts here ({exc})",
                     hint='a double quote (") opened in this row is not closed where it should '
                     'be; quote whole values, and write a quote inside a value as ""',
                 ) from None
             last = reader.line_num + header_line
             if last > start:
-                _check_runaway_quote(path, start, fields, delimiter)
+                _check_runaway_quote(path, start, fields, layout)
             stripped = [f.strip() for f in fields]
             if any(stripped):
                 yield layout, start, stripped
 
 
-def _check_runaway_quote(path: Path, line: int, fields: list[str], delimiter: str) -> None:
-    """A row spanning lines whose value holds what looks like further rows is a lost quote."""
+_LOOKS_LIKE_ADDRESS = re.compile(r'\s*"?[^\s@"]+@[^\s@"]+\.[^\s@"]+"?\s*')
+
+
+def _check_runaway_quote(path: Path, line: int, fields: list[str], layout: CsvLayout) -> None:
+    """A multi-line value whose lines look like whole rows (an address in the email
+    column) is a quote left open: refuse rather than lose those subscribers."""
+    email_at = layout.canonical.index("email")
     for value in fields:
         if "\n" in value or "\r" in value:
             rest = value.splitlines()[1:]
-            if any(delimiter in part and "@" in part for part in rest):
+            if any(
+                len(parts) > email_at and _LOOKS_LIKE_ADDRESS.fullmatch(parts[email_at])
+                for parts in (part.split(layout.delimiter) for part in rest)
+            ):
                 raise _error(
-                    path, line,
+                    path,
+                    line,
                     "a quoted value that starts in this row runs over the next "
                     f"{len(rest)} line(s), which look like other subscribers",
                     hint='a double quote (") is missing or extra in this row; fix it so no '
@@ -422,11 +448,19 @@ def list_file(ws: Workspace, name: str) -> Path:
     name = name.strip().removesuffix(".csv")
     path = ws.subscribers_dir / f"{name}.csv"
     if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise _error(path, None, f"{name!r} is not a list name",
-                     hint="use the file name in subscribers/ without '.csv', e.g. 'members'")
+        raise _error(
+            path,
+            None,
+            f"{name!r} is not a list name",
+            hint="use the file name in subscribers/ without '.csv', e.g. 'members'",
+        )
     if path.name == SUPPRESSIONS_FILE:
-        raise _error(path, None, "suppressions.csv is not a subscriber list",
-                     hint="it lists who must never be sent to; choose another list")
+        raise _error(
+            path,
+            None,
+            "suppressions.csv is not a subscriber list",
+            hint="it lists who must never be sent to; choose another list",
+        )
     return path
 
 
@@ -436,8 +470,12 @@ def list_path(ws: Workspace, name: str) -> Path:
     if not path.is_file():
         names = list_names(ws)
         available = ", ".join(names) if names else "none yet"
-        raise _error(path, None, f"no subscriber list named {path.stem!r}",
-                     hint=f"lists in {ws.subscribers_dir}: {available}")
+        raise _error(
+            path,
+            None,
+            f"no subscriber list named {path.stem!r}",
+            hint=f"lists in {ws.subscribers_dir}: {available}",
+        )
     return path
 
 
@@ -471,7 +509,7 @@ class _RowBuilder:
 
     def extra_values(self, fields: list[str]) -> int:
         """How many non-empty values lie beyond the header's columns."""
-        return sum(1 for value in fields[self.width:] if value)
+        return sum(1 for value in fields[self.width :] if value)
 
     def build(self, email: str, fields: list[str], line: int) -> Subscriber:
         get = self._get
@@ -486,11 +524,11 @@ class _RowBuilder:
             if tags_value
             else frozenset()
         )
-        attributes: Mapping[str, str] = _EMPTY_ATTRIBUTES
-        if self.attributes:
-            attributes = {
-                key: fields[i] for key, i in self.attributes if i < len(fields) and fields[i]
-            }
+        attributes: Mapping[str, str] = (
+            {key: fields[i] for key, i in self.attributes if i < len(fields) and fields[i]}
+            if self.attributes
+            else {}
+        )
         return Subscriber(
             email=email,
             name=name,
@@ -527,7 +565,10 @@ def _scan(
         extra = builder.extra_values(fields)
         if extra:
             yield RowProblem(
-                path, line, "invalid", raw,
+                path,
+                line,
+                "invalid",
+                raw,
                 f"the row has {extra} more value(s) than the header has columns "
                 f"({builder.width}); a value containing {layout.delimiter!r} must be "
                 "in double quotes",
@@ -558,8 +599,8 @@ def iter_list(path: Path, list_name: str) -> Iterator[Subscriber | RowProblem]:
     (encoding, header, unclosed quote) before yielding the row concerned.
     """
     for item in _scan(path, list_name, {}, 0):
-        assert not isinstance(item, tuple)
-        yield item
+        if not isinstance(item, tuple):  # overlaps need several files; there is one here
+            yield item
 
 
 class Audience:
@@ -583,8 +624,12 @@ class Audience:
         from .suppressions import SuppressionList
 
         if not list_names:
-            raise _error(ws.subscribers_dir, None, "no subscriber list given",
-                         hint="name at least one list, e.g. --list sample")
+            raise _error(
+                ws.subscribers_dir,
+                None,
+                "no subscriber list given",
+                hint="name at least one list, e.g. --list sample",
+            )
         self.workspace = ws
         self.list_names = list(dict.fromkeys(list_names))
         self.paths = [list_path(ws, name) for name in self.list_names]
@@ -657,17 +702,13 @@ class Audience:
         }
 
 
-def is_list_file(path: Path) -> bool:
-    """A CSV in subscribers/ that is a list (not the suppression file)."""
-    return path.suffix.lower() == ".csv" and path.name != SUPPRESSIONS_FILE
-
-
 def describe_path(path: Path) -> str:
     """A path relative to the current folder when possible, for messages."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 # --------------------------------------------------------------------------- import
@@ -745,29 +786,39 @@ def import_list(
                 existing[item.key] = item.line
     elif create:
         report.created = True
-        target_layout = CsvLayout(target, ",", source_layout.header, source_layout.canonical,
-                                  "\n", False)
+        target_layout = CsvLayout(
+            target, ",", source_layout.header, source_layout.canonical, "\n", False
+        )
         existing = {}
     else:
-        raise _error(target, None, "the list does not exist",
-                     hint="check the name, or add --create to start a new list")
+        raise _error(
+            target,
+            None,
+            "the list does not exist",
+            hint="check the name, or add --create to start a new list",
+        )
     columns = _column_map(source_layout, target_layout)
     used = {i for i in columns if i is not None}
     dropped = [i for i, name in enumerate(source_layout.header) if i not in used and name]
     dropped_values = dict.fromkeys(dropped, 0)
 
     with _AtomicAppend(target, target_layout, enabled=not dry_run) as out:
-        seen: dict[str, int] = {}
         width = len(source_layout.header)
         email_in = source_layout.canonical.index("email")
         email_out = target_layout.index("email")
         for _, line, fields in iter_rows(source):
             raw = fields[email_in] if email_in < len(fields) else ""
             if any(fields[width:]):
-                report.skipped.append(RowProblem(
-                    source, line, "invalid", raw,
-                    f"the row has more values than the header has columns ({width}); a value "
-                    f"containing {source_layout.delimiter!r} must be in double quotes"))
+                report.skipped.append(
+                    RowProblem(
+                        source,
+                        line,
+                        "invalid",
+                        raw,
+                        f"the row has more values than the header has columns ({width}); a value "
+                        f"containing {source_layout.delimiter!r} must be in double quotes",
+                    )
+                )
                 continue
             try:
                 email = normalise_email(raw)
@@ -776,19 +827,28 @@ def import_list(
                 report.skipped.append(RowProblem(source, line, "invalid", raw, reason))
                 continue
             key = email_key(email)
-            if key in existing:
+            known = existing.get(key)
+            if known is not None and known > 0:
                 report.already_listed += 1
                 continue
-            if key in seen:
-                report.skipped.append(RowProblem(
-                    source, line, "duplicate", raw, f"same address as line {seen[key]}",
-                    seen[key]))
+            if known is not None:
+                report.skipped.append(
+                    RowProblem(
+                        source, line, "duplicate", raw, f"same address as line {-known}", -known
+                    )
+                )
                 continue
-            seen[key] = line
+            existing[key] = -line  # one dict for both files: lines of the import are negative
             if suppressions is not None and suppressions.contains_key(key):
-                report.skipped.append(RowProblem(
-                    source, line, "suppressed", raw,
-                    "on the suppression list (unsubscribed, bounced or blocked)"))
+                report.skipped.append(
+                    RowProblem(
+                        source,
+                        line,
+                        "suppressed",
+                        raw,
+                        "on the suppression list (unsubscribed, bounced or blocked)",
+                    )
+                )
                 continue
             for i in dropped:
                 if i < len(fields) and fields[i]:
@@ -820,8 +880,9 @@ class _AtomicAppend:
         if not self.enabled:
             return self
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.",
-                                    suffix=".tmp")
+        fd, name = tempfile.mkstemp(
+            dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp"
+        )
         self._tmp = Path(name)
         handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._handle = handle
@@ -837,8 +898,9 @@ class _AtomicAppend:
             shutil.copymode(self.target, self._tmp)
         else:
             os.chmod(self._tmp, 0o644)
-        self._writer = csv.writer(handle, delimiter=self.layout.delimiter,
-                                  lineterminator=self.layout.line_ending)
+        self._writer = csv.writer(
+            handle, delimiter=self.layout.delimiter, lineterminator=self.layout.line_ending
+        )
         if not self.target.exists():
             self._writer.writerow(self.layout.header)
         return self

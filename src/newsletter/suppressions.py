@@ -63,7 +63,10 @@ def read_suppressions(path: Path) -> Iterator[Suppression]:
     reason.  An empty reason is read as "manual" (a row added by hand); an empty
     `at` stays empty.
     """
-    if not path.exists():
+    try:
+        if path.stat().st_size == 0:  # created by `touch`, or a writer's first instant
+            return
+    except FileNotFoundError:
         return
     columns: dict[str, int] = {}
     for layout, line, fields in iter_rows(path):
@@ -78,16 +81,26 @@ def read_suppressions(path: Path) -> Iterator[Suppression]:
         try:
             email = normalise_email(raw)
         except ValueError as exc:
-            raise SubscriberListError(Problem(
-                message=f"{raw!r} is not a valid address: {exc}", path=path, line=line,
-                field="email", hint="correct or delete this row",
-            )) from None
+            raise SubscriberListError(
+                Problem(
+                    message=f"{raw!r} is not a valid address: {exc}",
+                    path=path,
+                    line=line,
+                    field="email",
+                    hint="correct or delete this row",
+                )
+            ) from None
         reason = get("reason").lower() or "manual"
         if reason not in REASONS:
-            raise SubscriberListError(Problem(
-                message=f"unknown reason {get('reason')!r}", path=path, line=line,
-                field="reason", hint="use one of: " + ", ".join(REASONS),
-            ))
+            raise SubscriberListError(
+                Problem(
+                    message=f"unknown reason {get('reason')!r}",
+                    path=path,
+                    line=line,
+                    field="reason",
+                    hint="use one of: " + ", ".join(REASONS),
+                )
+            )
         yield Suppression(email=email, reason=reason, source=get("source"), at=get("at"))
 
 
@@ -143,8 +156,14 @@ def _validated(entries: Iterable[Suppression]) -> list[Suppression]:
         reason = entry.reason.strip().lower()
         if reason not in REASONS:
             raise ValueError(f"unknown reason {entry.reason!r}; use one of: {', '.join(REASONS)}")
-        out.append(Suppression(email=email, reason=reason, source=entry.source.strip(),
-                               at=entry.at.strip() or now_iso()))
+        out.append(
+            Suppression(
+                email=email,
+                reason=reason,
+                source=entry.source.strip(),
+                at=entry.at.strip() or now_iso(),
+            )
+        )
     return out
 
 
@@ -175,9 +194,9 @@ def add_suppressions(path: Path, entries: Iterable[Suppression]) -> list[Suppres
             handle.close()  # also releases the lock
 
 
-def _append_locked(path: Path, handle: io.BufferedRandom, wanted: list[Suppression]) -> list[
-    Suppression
-]:
+def _append_locked(
+    path: Path, handle: io.BufferedRandom, wanted: list[Suppression]
+) -> list[Suppression]:
     size = os.fstat(handle.fileno()).st_size
     created = size == 0
     existing: set[str] = set() if created else {s.key for s in read_suppressions(path)}
@@ -203,8 +222,12 @@ def _append_locked(path: Path, handle: io.BufferedRandom, wanted: list[Suppressi
     columns = _columns(header)
     for entry in added:
         row = [""] * len(header)
-        for name, value in (("email", entry.email), ("reason", entry.reason),
-                            ("source", entry.source), ("at", entry.at)):
+        for name, value in (
+            ("email", entry.email),
+            ("reason", entry.reason),
+            ("source", entry.source),
+            ("at", entry.at),
+        ):
             if name in columns:
                 row[columns[name]] = value
         writer.writerow(row)

@@ -81,10 +81,13 @@ def _targets(ws: Workspace, names: list[str]) -> list[tuple[str, Path]]:
     if not names:
         found = list_names(ws)
         if not found:
-            raise SubscriberListError(Problem(
-                message="no subscriber lists to check", path=ws.subscribers_dir,
-                hint="a list is a CSV file such as subscribers/members.csv with an 'email' column",
-            ))
+            raise SubscriberListError(
+                Problem(
+                    message="no subscriber lists to check",
+                    path=ws.subscribers_dir,
+                    hint="a list is a CSV file like subscribers/members.csv with an email column",
+                )
+            )
         return [(name, list_path(ws, name)) for name in found]
     targets = []
     for name in names:
@@ -109,8 +112,10 @@ def _relative(problem: Problem) -> Problem:
 def check(
     lists: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[LIST]...",
-                       help="List names (subscribers/<name>.csv) or CSV paths; default: all."),
+        typer.Argument(
+            metavar="LIST",
+            help="List names (subscribers/<name>.csv) or CSV paths; default: all.",
+        ),
     ] = None,
     output: FormatOption = "text",
 ) -> None:
@@ -144,39 +149,53 @@ def check(
         except SubscriberListError as exc:
             file_errors.extend(exc.problems)
             error = exc.message
-        results.append({
-            "list": name,
-            "file": str(path),
-            "rows": counts["rows"],
-            "valid": counts["valid"],
-            "invalid": counts["invalid"],
-            "duplicates": counts["duplicate"],
-            "suppressed": counts["suppressed"],
-            "error": error,
-        })
+        results.append(
+            {
+                "list": name,
+                "file": str(path),
+                "rows": counts["rows"],
+                "valid": counts["valid"],
+                "invalid": counts["invalid"],
+                "duplicates": counts["duplicate"],
+                "suppressed": counts["suppressed"],
+                "error": error,
+            }
+        )
     failed = bool(problems or file_errors)
     if output == "json":
-        sys.stdout.write(json.dumps({
-            "ok": not failed,
-            "lists": results,
-            "problems": [p.as_dict() for p in problems],
-            "file_errors": [p.as_dict() for p in file_errors],
-        }, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "lists": results,
+                    "problems": [p.as_dict() for p in problems],
+                    "file_errors": [p.as_dict() for p in file_errors],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
     else:
         _print_check(results, problems, file_errors)
     if failed:
         raise typer.Exit(1)
 
 
-def _print_check(results: list[dict[str, object]], problems: list[RowProblem],
-                 file_errors: list[Problem]) -> None:
+def _print_check(
+    results: list[dict[str, object]], problems: list[RowProblem], file_errors: list[Problem]
+) -> None:
     table = _table("list", "rows", "valid", "invalid", "duplicates", "suppressed")
     for r in results:
         if r["error"]:
             table.add_row(str(r["list"]), "unreadable", "", "", "", "")
         else:
-            table.add_row(*(str(r[k]) for k in
-                            ("list", "rows", "valid", "invalid", "duplicates", "suppressed")))
+            table.add_row(
+                *(
+                    str(r[k])
+                    for k in ("list", "rows", "valid", "invalid", "duplicates", "suppressed")
+                )
+            )
     console.print(table)
     for problem in problems:
         _say(problem.render(describe_path(problem.path)))
@@ -198,8 +217,7 @@ def import_(
     file: Annotated[Path, typer.Argument(help="The CSV export to merge (e.g. from the CRM).")],
     list_name: Annotated[str, typer.Option("--list", help="The list to merge into.")],
     create: Annotated[bool, typer.Option("--create", help="Start the list if missing.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; write nothing.")]
-    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; write nothing.")] = False,
     output: FormatOption = "text",
 ) -> None:
     """Add the new, valid addresses of FILE to a list; report what was skipped and why."""
@@ -207,12 +225,20 @@ def import_(
     target = list_file(ws, list_name)
     if not target.exists() and not create:
         names = ", ".join(list_names(ws)) or "none yet"
-        raise SubscriberListError(Problem(
-            message=f"no subscriber list named {list_name!r}", path=target,
-            hint=f"lists: {names}; add --create to start a new list from {file}",
-        ))
-    report = import_list(file, target, suppressions=SuppressionList(ws.suppressions_path),
-                         create=create, dry_run=dry_run)
+        raise SubscriberListError(
+            Problem(
+                message=f"no subscriber list named {list_name!r}",
+                path=target,
+                hint=f"lists: {names}; add --create to start a new list from {file}",
+            )
+        )
+    report = import_list(
+        file,
+        target,
+        suppressions=SuppressionList(ws.suppressions_path),
+        create=create,
+        dry_run=dry_run,
+    )
     if output == "json":
         sys.stdout.write(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
         return
@@ -227,17 +253,21 @@ def _print_import(report: ImportReport, dry_run: bool) -> None:
     table = _table("outcome", "rows")
     table.add_row(verb, str(report.added))
     table.add_row("skipped: already on the list", str(report.already_listed))
-    for kind, label in (("invalid", "skipped: invalid address"),
-                        ("duplicate", "skipped: repeated in the file"),
-                        ("suppressed", "skipped: on the suppression list")):
+    for kind, label in (
+        ("invalid", "skipped: invalid address"),
+        ("duplicate", "skipped: repeated in the file"),
+        ("suppressed", "skipped: on the suppression list"),
+    ):
         table.add_row(label, str(report.count(kind)))
     console.print(table)
     for problem in report.skipped:
         _say(f"skipped {problem.render(describe_path(problem.path))}")
     for column, values in report.dropped_columns:
-        _say(f"column {column!r} not imported: {where} has no such column "
-             f"({values} non-empty value(s) left out); add {column!r} to the header line of "
-             f"{where} to keep it")
+        _say(
+            f"column {column!r} not imported: {where} has no such column "
+            f"({values} non-empty value(s) left out); add {column!r} to the header line of "
+            f"{where} to keep it"
+        )
     if dry_run:
         _say(f"dry run: nothing written ({verb} {report.added}, skipped {skipped})")
     elif report.written:
@@ -251,11 +281,9 @@ def _print_import(report: ImportReport, dry_run: bool) -> None:
 
 @suppressions_app.command("add")
 def suppressions_add(
-    emails: Annotated[list[str], typer.Argument(metavar="EMAIL...", help="Addresses to suppress.")],
-    reason: Annotated[Reason, typer.Option("--reason", help="Why they are suppressed.")]
-    = "manual",
-    source: Annotated[str, typer.Option("--source", help="Where the request came from.")]
-    = "cli",
+    emails: Annotated[list[str], typer.Argument(metavar="EMAIL", help="Addresses to suppress.")],
+    reason: Annotated[Reason, typer.Option("--reason", help="Why they are suppressed.")] = "manual",
+    source: Annotated[str, typer.Option("--source", help="Where the request came from.")] = "cli",
 ) -> None:
     """Suppress addresses for every list and every future send (asked by email, phone...)."""
     ws = state.workspace()
@@ -295,12 +323,21 @@ def suppressions_list(
 ) -> None:
     """Show every suppressed address with its reason, source and date."""
     ws = state.workspace()
-    rows = [s for s in read_suppressions(ws.suppressions_path)
-            if reason is None or s.reason == reason]
+    rows = [
+        s for s in read_suppressions(ws.suppressions_path) if reason is None or s.reason == reason
+    ]
     if output == "json":
-        sys.stdout.write(json.dumps(
-            [{"email": s.email, "reason": s.reason, "source": s.source, "at": s.at}
-             for s in rows], indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                [
+                    {"email": s.email, "reason": s.reason, "source": s.source, "at": s.at}
+                    for s in rows
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
         return
     table = _table("email", "reason", "source", "at", numbers=False)
     for s in rows:
@@ -309,4 +346,3 @@ def suppressions_list(
     counts = Counter(s.reason for s in rows)
     summary = ", ".join(f"{counts[r]} {r}" for r in REASONS if counts[r])
     _say(f"{len(rows)} suppressed" + (f" ({summary})" if summary else ""))
-

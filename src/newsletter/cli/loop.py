@@ -41,23 +41,28 @@ def serve(
     port = port or cfg.port
     application = create_app(ws)
     try:  # a clear message instead of uvicorn's traceback-ish one
-        with socket.create_server((host, port)):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
             pass
     except OSError as exc:
         raise NewsletterError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             hint="another program may be using the port; choose another with --port",
         ) from None
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not application.state.loop.verifier.configured:
-        err_console.print("warning: SENDGRID_WEBHOOK_PUBLIC_KEY is not set; /webhooks/sendgrid"
-                          " will answer 503 until it is", markup=False)
-    err_console.print(f"serving {ws.root} on http://{host}:{port}/  (Ctrl+C to stop)",
-                      markup=False)
+        err_console.print(
+            "warning: SENDGRID_WEBHOOK_PUBLIC_KEY is not set; /webhooks/sendgrid"
+            " will answer 503 until it is",
+            markup=False,
+        )
+    err_console.print(f"serving {ws.root} on http://{host}:{port}/  (Ctrl+C to stop)", markup=False)
     # No access log: unsubscribe URLs carry the reader's address (inside the token).
-    uvicorn.run(application, host=host, port=port, access_log=False, server_header=False,
-                log_level="info")
+    uvicorn.run(
+        application, host=host, port=port, access_log=False, server_header=False, log_level="info"
+    )
 
 
 def _percent(value: float | None) -> str:
@@ -68,8 +73,10 @@ def _percent(value: float | None) -> str:
 def report(
     issue: Annotated[
         str | None,
-        typer.Argument(help="Issue id or file (2019-09 or issues/2019-09.yaml); default: the"
-                       " issue with the latest events."),
+        typer.Argument(
+            help="Issue id or file (2019-09 or issues/2019-09.yaml); default: the"
+            " issue with the latest events."
+        ),
     ] = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="table or json")] = Format.table,
 ) -> None:
@@ -138,10 +145,12 @@ def _sync(full: bool, format: Format) -> None:
     console.print(table)
     for item in result.lists:
         for bad in item.invalid[:5]:
-            err_console.print(f"warning: {item.name}: skipped invalid address {bad!r}",
-                              markup=False)
-    console.print(f"{result.added} new suppression(s) added to {ws.suppressions_path}",
-                  markup=False)
+            err_console.print(
+                f"warning: {item.name}: skipped invalid address {bad!r}", markup=False
+            )
+    console.print(
+        f"{result.added} new suppression(s) added to {ws.suppressions_path}", markup=False
+    )
 
 
 FullOption = Annotated[
@@ -151,8 +160,9 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or j
 
 
 @app.command("sync-suppressions")
-def sync_suppressions_command(full: FullOption = False,
-                              format: FormatOption = Format.table) -> None:
+def sync_suppressions_command(
+    full: FullOption = False, format: FormatOption = Format.table
+) -> None:
     """Merge SendGrid's unsubscribes, bounces and spam reports into suppressions.csv."""
     _sync(full, format)
 

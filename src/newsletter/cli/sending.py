@@ -46,6 +46,13 @@ def _resolve(path: Path) -> Path:
     return path if path.is_absolute() else (Path.cwd() / path)
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _say(text: str, *, err: bool = False) -> None:
     (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
 
@@ -122,21 +129,31 @@ def _print_plan(plan: Any, subject: str) -> None:
         return
     if plan.resume is not None:
         r = plan.resume
-        _say(f"  resuming:      send #{r.id} ({r.state}), {r.batches_sent} batches / "
-             f"{r.recipients_sent:,} recipients already sent")
+        _say(
+            f"  resuming:      send #{r.id} ({r.state}), {r.batches_sent} batches / "
+            f"{r.recipients_sent:,} recipients already sent"
+        )
         if plan.unknown:
-            _say(f"  unknown:       {len(plan.unknown)} batch(es) posted without an answer: "
-                 + ", ".join(f"#{b.seq}" for b in plan.unknown))
+            _say(
+                f"  unknown:       {len(plan.unknown)} batch(es) posted without an answer: "
+                + ", ".join(f"#{b.seq}" for b in plan.unknown)
+            )
         if plan.repost_batches:
-            _say(f"  to post again: {plan.repost_batches} batch(es), "
-                 f"{plan.repost_recipients:,} recipients")
-    _say(f"  lists:         {', '.join(plan.lists)}"
-         + (f"   tags: {', '.join(plan.tags)}" if plan.tags else ""))
+            _say(
+                f"  to post again: {plan.repost_batches} batch(es), "
+                f"{plan.repost_recipients:,} recipients"
+            )
+    _say(
+        f"  lists:         {', '.join(plan.lists)}"
+        + (f"   tags: {', '.join(plan.tags)}" if plan.tags else "")
+    )
     _say(f"  recipients:    {plan.recipients:,}" + (" (not yet sent)" if plan.resume else ""))
-    _say(f"  excluded:      {plan.invalid:,} invalid, {plan.duplicates:,} duplicate, "
-         f"{plan.suppressed:,} suppressed"
-         + (f", {plan.filtered_out:,} without the tags" if plan.tags else "")
-         + (f", {plan.already_sent:,} already sent this issue" if plan.already_sent else ""))
+    _say(
+        f"  excluded:      {plan.invalid:,} invalid, {plan.duplicates:,} duplicate, "
+        f"{plan.suppressed:,} suppressed"
+        + (f", {plan.filtered_out:,} without the tags" if plan.tags else "")
+        + (f", {plan.already_sent:,} already sent this issue" if plan.already_sent else "")
+    )
     _say(f"  batches:       {plan.batches:,} (at most {plan.batch_size:,} recipients each)")
     _say(f"  backend:       {plan.destination}")
     if plan.send_at is not None:
@@ -147,38 +164,57 @@ def _print_plan(plan: Any, subject: str) -> None:
     for p in shown:
         _say(f"warning: {p.render()}", err=True)
     if len(plan.problems) > len(shown):
-        _say(f"warning: ... and {len(plan.problems) - len(shown)} more rows left out "
-             "(`newsletter lists check` shows them all)", err=True)
+        _say(
+            f"warning: ... and {len(plan.problems) - len(shown)} more rows left out "
+            "(`newsletter lists check` shows them all)",
+            err=True,
+        )
 
 
 def _report(report: Any, session: Any) -> int:
     plan = session._plan
     if report.state == DONE:
-        _say(f"sent {report.recipients_sent:,} recipients in {report.batches_sent} batch(es); "
-             f"send #{report.send_id} is done")
+        _say(
+            f"sent {report.recipients_sent:,} recipients in {report.batches_sent} batch(es); "
+            f"send #{report.send_id} is done"
+        )
     elif report.state == SCHEDULED:
-        _say(f"scheduled {report.recipients_sent:,} recipients in {report.batches_sent} "
-             f"batch(es) for {plan.send_at.astimezone().isoformat(timespec='minutes')}; "
-             f"`newsletter cancel {plan.issue_id}` can still call it off")
+        _say(
+            f"scheduled {report.recipients_sent:,} recipients in {report.batches_sent} "
+            f"batch(es) for {plan.send_at.astimezone().isoformat(timespec='minutes')}; "
+            f"`newsletter cancel {plan.issue_id}` can still call it off"
+        )
     if report.maybe_twice:
-        _say("note: batch(es) " + ", ".join(str(s) for s in report.maybe_twice)
-             + " were posted again after a request got no answer; those recipients may have "
-             "received the issue twice", err=True)
+        _say(
+            "note: batch(es) "
+            + ", ".join(str(s) for s in report.maybe_twice)
+            + " were posted again after a request got no answer; those recipients may have "
+            "received the issue twice",
+            err=True,
+        )
     counts = session.audience_counts
     if counts and plan and counts.get("suppressed", 0) > plan.suppressed:
-        _say(f"{counts['suppressed'] - plan.suppressed} subscriber(s) unsubscribed during "
-             "the send and were left out", err=True)
+        _say(
+            f"{counts['suppressed'] - plan.suppressed} subscriber(s) unsubscribed during "
+            "the send and were left out",
+            err=True,
+        )
     if report.state in (DONE, SCHEDULED):
         return 0
-    resume = f"newsletter send {session.built.source} --resume"
+    resume = f"newsletter send {_rel(session.built.source)} --resume"
     if report.state == PAUSED:
         _say(f"send #{report.send_id} paused: {report.message}", err=True)
-        _say(f"  {report.recipients_sent:,} recipients sent in this run; continue with: "
-             f"{resume}", err=True)
+        _say(
+            f"  {report.recipients_sent:,} recipients sent in this run; continue with: {resume}",
+            err=True,
+        )
         return 130 if report.message == "paused by the user" else 1
     if report.state == FAILED and isinstance(report.error, NewsletterError):
-        _say(f"send #{report.send_id} failed after {report.recipients_sent:,} recipients "
-             f"in this run", err=True)
+        _say(
+            f"send #{report.send_id} stopped after {report.recipients_sent:,} recipients "
+            f"in this run; once the problem below is fixed, continue with: {resume}",
+            err=True,
+        )
         raise report.error
     _say(f"send #{report.send_id} is {report.state}: {report.message}", err=True)
     return 1
@@ -187,32 +223,61 @@ def _report(report: Any, session: Any) -> int:
 @app.command()
 def send(
     issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
-    lists: Annotated[list[str] | None, typer.Option(
-        "--list", help="Subscriber list (subscribers/NAME.csv); repeat for several.")] = None,
-    tags: Annotated[list[str] | None, typer.Option(
-        "--tag", help="Only subscribers with this tag; repeat for any of several.")] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Show the plan and stop (the outbox backend writes its files).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    send_at: Annotated[str | None, typer.Option(
-        "--send-at", help="Schedule for this time (ISO 8601, within 72 hours).")] = None,
-    rate: Annotated[float | None, typer.Option(
-        "--rate", min=0.01, help="At most this many requests per second.")] = None,
-    backend: Annotated[BackendChoice | None, typer.Option(
-        "--backend", help="auto (SendGrid if SENDGRID_API_KEY is set), sendgrid or outbox.")
+    lists: Annotated[
+        list[str] | None,
+        typer.Option("--list", help="Subscriber list (subscribers/NAME.csv); repeat for several."),
     ] = None,
-    test_to: Annotated[str | None, typer.Option(
-        "--test-to", help="Send a [TEST] copy to these comma-separated addresses only.")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue a paused, failed or interrupted send.")] = False,
-    resend_unknown: Annotated[bool, typer.Option(
-        "--resend-unknown", help="With --resume: post again batches that got no answer.")
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only subscribers with this tag; repeat for any of several."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Show the plan and stop (the outbox backend writes its files)."
+        ),
     ] = False,
-    skip_unknown: Annotated[bool, typer.Option(
-        "--skip-unknown", help="With --resume: never resend batches that got no answer.")
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    send_at: Annotated[
+        str | None,
+        typer.Option("--send-at", help="Schedule for this time (ISO 8601, within 72 hours)."),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", min=0.01, help="At most this many requests per second."),
+    ] = None,
+    backend: Annotated[
+        BackendChoice | None,
+        typer.Option(
+            "--backend", help="auto (SendGrid if SENDGRID_API_KEY is set), sendgrid or outbox."
+        ),
+    ] = None,
+    test_to: Annotated[
+        str | None,
+        typer.Option(
+            "--test-to", help="Send a [TEST] copy to these comma-separated addresses only."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a paused, failed or interrupted send.")
     ] = False,
-    force_resend: Annotated[bool, typer.Option(
-        "--force-resend", help="Send again to lists that already received this issue.")
+    resend_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--resend-unknown", help="With --resume: post again batches that got no answer."
+        ),
+    ] = False,
+    skip_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unknown", help="With --resume: never resend batches that got no answer."
+        ),
+    ] = False,
+    force_resend: Annotated[
+        bool,
+        typer.Option(
+            "--force-resend", help="Send again to lists that already received this issue."
+        ),
     ] = False,
 ) -> None:
     """Send an issue to subscriber lists: plan, confirm, then batches of up to 1,000."""
@@ -266,15 +331,20 @@ def _run_session(session: Any, ws: Any, options: Any, *, yes: bool) -> int:
         return 0
     if not yes and not options.dry_run:
         what = "Schedule" if plan.send_at else "Send"
-        typer.confirm(f"{what} {plan.issue_id} to {plan.total_recipients:,} recipients?",
-                      abort=True)
-    with _Bar(plan.batches, plan.total_recipients) as bar, \
-            _pause_on_interrupt(session.request_stop):
+        if not typer.confirm(f"{what} {plan.issue_id} to {plan.total_recipients:,} recipients?"):
+            _say("nothing was sent", err=True)
+            return 1
+    with (
+        _Bar(plan.batches, plan.total_recipients) as bar,
+        _pause_on_interrupt(session.request_stop),
+    ):
         report = session.execute(bar)
     if options.dry_run:
         folder = ws.outbox_dir / plan.issue_id
-        _say(f"dry run: wrote {report.batches_sent} batch file(s) and "
-             f"{report.recipients_sent:,} .eml file(s) to {folder}; nothing was emailed")
+        _say(
+            f"dry run: wrote {report.batches_sent} batch file(s) and "
+            f"{report.recipients_sent:,} .eml file(s) to {folder}; nothing was emailed"
+        )
         return 0
     return _report(report, session)
 
@@ -304,8 +374,10 @@ def _summary_dict(s: SendSummary, ledger: Ledger) -> dict[str, Any]:
         "recipients_failed": s.recipients_failed,
         "recipients_skipped": s.recipients_skipped,
         "recipients_unknown": s.recipients_unknown,
-        "unknown_batches": [{"batch": b.id, "seq": b.seq, "recipients": b.recipients,
-                             "error": b.error} for b in unknown],
+        "unknown_batches": [
+            {"batch": b.id, "seq": b.seq, "recipients": b.recipients, "error": b.error}
+            for b in unknown
+        ],
         "resent_batches": s.resent_batches,
         "error": s.error,
     }
@@ -313,8 +385,10 @@ def _summary_dict(s: SendSummary, ledger: Ledger) -> dict[str, Any]:
 
 @app.command()
 def status(
-    issue: Annotated[str | None, typer.Argument(
-        help="An issue file or id (e.g. 2019-09); all issues if left out.")] = None,
+    issue: Annotated[
+        str | None,
+        typer.Argument(help="An issue file or id (e.g. 2019-09); all issues if left out."),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
 ) -> None:
     """Show every send: state, batches done, recipients sent, pending, failed and unknown."""
@@ -338,20 +412,28 @@ def status(
         if d["state"] == SCHEDULED:
             label += f" for {_when(d['send_at'])}"
         kind = "test send" if d["test"] else "send"
-        _say(f"{kind} #{d['send']}  {d['issue']}  to {', '.join(d['lists'])}  "
-             f"via {d['backend']}  {label}  (started {d['created_at']})")
-        _say(f"  batches {d['batches_sent']}/{d['batches']} sent; recipients: "
-             f"{d['recipients_sent']:,} sent, {d['recipients_pending']:,} pending, "
-             f"{d['recipients_failed']:,} failed, {d['recipients_unknown']:,} unknown"
-             + (f", {d['recipients_skipped']:,} skipped" if d["recipients_skipped"] else ""))
+        _say(
+            f"{kind} #{d['send']}  {d['issue']}  to {', '.join(d['lists'])}  "
+            f"via {d['backend']}  {label}  (started {d['created_at']})"
+        )
+        _say(
+            f"  batches {d['batches_sent']}/{d['batches']} sent; recipients: "
+            f"{d['recipients_sent']:,} sent, {d['recipients_pending']:,} pending, "
+            f"{d['recipients_failed']:,} failed, {d['recipients_unknown']:,} unknown"
+            + (f", {d['recipients_skipped']:,} skipped" if d["recipients_skipped"] else "")
+        )
         if d["resent_batches"]:
-            _say(f"  {d['resent_batches']} batch(es) were posted again after getting no "
-                 "answer: their recipients may have received the issue twice")
+            _say(
+                f"  {d['resent_batches']} batch(es) were posted again after getting no "
+                "answer: their recipients may have received the issue twice"
+            )
         if d["error"] and d["state"] in (PAUSED, FAILED):
             _say(f"  last error: {d['error']}")
         for b in d["unknown_batches"]:
-            _say(f"  batch {b['seq']} ({b['recipients']:,} recipients): posted, no answer; "
-                 "resume with --resend-unknown or --skip-unknown")
+            _say(
+                f"  batch {b['seq']} ({b['recipients']:,} recipients): posted, no answer; "
+                "resume with --resend-unknown or --skip-unknown"
+            )
         if d["state"] in (PAUSED, FAILED) or (d["state"] == "sending" and not d["running"]):
             _say(f"  continue with: newsletter send issues/{d['issue']}.yaml --resume")
 
@@ -373,6 +455,8 @@ def cancel(
         if s.schedule_id:
             _say(f"cancelled scheduled send #{s.id} of {s.issue_id} (was due {_when(s.send_at)})")
         else:
-            _say(f"abandoned send #{s.id} of {s.issue_id}: {s.recipients_sent:,} recipients had "
-                 "received it; nobody else will from this send")
+            _say(
+                f"abandoned send #{s.id} of {s.issue_id}: {s.recipients_sent:,} recipients had "
+                "received it; nobody else will from this send"
+            )
     assert all(s.state == CANCELLED for s in cancelled)

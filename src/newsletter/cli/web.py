@@ -32,11 +32,13 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise NewsletterError(f"port {port} on {host} is already in use",
-                                  hint="stop the other program, or pass --port 0 to pick a "
-                                       "free port") from None
-        raise NewsletterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                              hint="use --host 127.0.0.1") from None
+            raise NewsletterError(
+                f"port {port} on {host} is already in use",
+                hint="stop the other program, or pass --port 0 to pick a free port",
+            ) from None
+        raise NewsletterError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint="use --host 127.0.0.1"
+        ) from None
     sock.listen(128)
     return sock
 
@@ -51,10 +53,13 @@ def _url(host: str, port: int) -> str:
 @app.command()
 def preview(
     issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
-    port: Annotated[int, typer.Option("--port", help="Port; 0 picks a free one.",
-                                      min=0, max=65535)] = 8025,
+    port: Annotated[
+        int, typer.Option("--port", help="Port; 0 picks a free one.", min=0, max=65535)
+    ] = 8025,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the page in a browser.")
+    ] = False,
 ) -> None:
     """Show the issue on desktop, phone, dark mode and plain text; reloads as you edit."""
     import uvicorn
@@ -69,11 +74,15 @@ def preview(
     snap = web_app.state.preview.current()
     sock = _bind(host, port)
     url = _url(host, sock.getsockname()[1])
-    summary = (f"{len(snap.errors)} error(s), {len(snap.warnings)} warning(s) (listed in the page)"
-               if snap.problems else "no problems")
+    summary = (
+        f"{len(snap.errors)} error(s), {len(snap.warnings)} warning(s) (listed in the page)"
+        if snap.problems
+        else "no problems"
+    )
     console.print(f"Preview of {issue} at {url}", markup=False)
-    console.print(f"  {summary}; the page reloads when you save. Press Ctrl+C to stop.",
-                  markup=False)
+    console.print(
+        f"  {summary}; the page reloads when you save. Press Ctrl+C to stop.", markup=False
+    )
     sys.stdout.flush()
     if open_browser:
         import webbrowser
@@ -92,8 +101,9 @@ def preview(
 
 @app.command()
 def archive(
-    out: Annotated[Path | None, typer.Option("-o", "--out",
-                                             help="Output folder (default archive-site/).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output folder (default archive-site/).")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
 ) -> None:
     """Write the web archive of all issues: index page, one page per issue, Atom feed."""
@@ -105,7 +115,9 @@ def archive(
     target = _resolve(out) if out else default_dir(ws)
     written = write_site(site, target)
     print_problems(site.warnings)
-    console.print(f"archive: {len(site.entries)} issue(s), {len(site.warnings)} warning(s) "
-                  f"-> {target}", markup=False)
+    console.print(
+        f"archive: {len(site.entries)} issue(s), {len(site.warnings)} warning(s) -> {target}",
+        markup=False,
+    )
     for path in written:
         console.print(f"  {path.relative_to(target)}", markup=False)

@@ -10,7 +10,6 @@ a send would do before it can do anything.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 from ..config import Send
 from ..message import fill, mime_message
 from .base import Backend, Batch, IssueContent, Outcome
-from .sendgrid import build_payload
+from .sendgrid import encode_payload
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
 
@@ -57,11 +56,10 @@ class OutboxBackend(Backend):
     def send_batch(self, content: IssueContent, batch: Batch) -> Outcome:
         folder = self.folder(content.issue_id)
         folder.mkdir(parents=True, exist_ok=True)
-        payload = build_payload(content, batch, self.settings)
-        # json.dumps with the defaults is exactly what python_http_client posts.
+        # The very bytes the SendGrid backend posts.
         target = batch_file(folder, batch.seq)
         tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        tmp.write_bytes(encode_payload(content, batch, self.settings))
         tmp.replace(target)
         if self.write_eml:
             self._write_eml(folder / target.stem, content, batch)

@@ -23,7 +23,11 @@ import json
 import socket
 import time
 import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..config import Send
@@ -96,6 +100,58 @@ def build_payload(content: IssueContent, batch: Batch, settings: Send) -> dict[s
     return payload
 
 
+_HEAD = '{"personalizations": []'
+
+
+def encode_payload(content: IssueContent, batch: Batch, settings: Send) -> bytes:
+    """Exactly ``json.dumps(build_payload(...))``, built about twice as fast.
+
+    This is the body that is posted and that the outbox writes.  The per-issue part
+    is encoded once by json.dumps; each personalization is assembled from strings
+    escaped by json's own C escaper, in json.dumps's default layout, so the bytes
+    are identical (tests compare them).
+    """
+    head = json.dumps(build_payload(content, replace(batch, recipients=()), settings))
+    if not head.startswith(_HEAD):  # pragma: no cover - build_payload puts it first
+        raise AssertionError("personalizations must be the first key")
+    esc = encode_basestring_ascii
+    args_by_list: dict[str, str] = {}
+    keys: dict[str, str] = {}  # escaped placeholder and header names, the same for everyone
+    parts: list[str] = []
+    add = parts.append
+    for r in batch.recipients:
+        name = r.name
+        if name and (
+            "," in name
+            or ";" in name
+            or "  " in name
+            or not name.isprintable()
+            or name[0] == " "
+            or name[-1] == " "
+        ):
+            name = _display_name(name)
+        to = (
+            f'{{"email": {esc(r.email)}, "name": {esc(name)}}}'
+            if name
+            else f'{{"email": {esc(r.email)}}}'
+        )
+        args = args_by_list.get(r.list_name)
+        if args is None:
+            args = args_by_list[r.list_name] = json.dumps(batch.correlation(r))
+        subs = ", ".join(
+            [f"{keys.get(k) or keys.setdefault(k, esc(k))}: {esc(v)}" for k, v in r.values.items()]
+        )
+        heads = ", ".join(
+            [f"{keys.get(k) or keys.setdefault(k, esc(k))}: {esc(v)}" for k, v in r.headers.items()]
+        )
+        add(
+            f'{{"to": [{to}], "substitutions": {{{subs}}}, '
+            f'"headers": {{{heads}}}, "custom_args": {args}}}'
+        )
+    body = '{"personalizations": [' + ", ".join(parts) + "]" + head[len(_HEAD) :]
+    return body.encode("ascii")
+
+
 def _header(headers: Any, name: str) -> str | None:
     if headers is None:
         return None
@@ -152,23 +208,26 @@ def _first_error(body: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _violations(headers: Any) -> str | None:
-    """Prism's ``sl-violations`` header, as readable text (the real reason behind its 400s)."""
+def _violations(headers: Any) -> tuple[str | None, str | None]:
+    """Prism's ``sl-violations`` header as (readable text, first field): the real reason
+    behind its 400s, whose body is always the spec's placeholder example."""
     raw = _header(headers, "sl-violations")
     if not raw:
-        return None
+        return None, None
     try:
         items = json.loads(raw)
     except ValueError:
-        return raw
+        return raw, None
     if not isinstance(items, list):
-        return raw
+        return raw, None
     parts = []
+    first_field: str | None = None
     for item in items:
         if isinstance(item, dict):
             where = ".".join(str(p) for p in item.get("location", [])[2:])
-            parts.append(f"{where}: {item.get('message')}" if where else str(item.get("message")))
-    return "; ".join(parts) or raw
+            first_field = first_field or where or None
+            parts.append(str(item.get("message")))
+    return ("; ".join(parts) or raw), first_field
 
 
 def map_http_error(exc: Any) -> ProviderRejected | ProviderUnavailable:
@@ -177,26 +236,30 @@ def map_http_error(exc: Any) -> ProviderRejected | ProviderUnavailable:
     headers = getattr(exc, "headers", None)
     body = _decode(getattr(exc, "body", b""))
     message, field = _first_error(body)
-    violations = _violations(headers)
+    violations, violation_field = _violations(headers)
+    if violations:  # a spec stand-in: its body is a placeholder, the header is the reason
+        message, field = violations, violation_field
     if status == 429:
         wait = retry_after(headers)
         return ProviderUnavailable(
             f"SendGrid rate limit reached (429); waiting {wait or 0:.1f} s",
-            status=status, body=body, retry_after=wait,
+            status=status,
+            body=body,
+            retry_after=wait,
         )
     if status in REJECT_STATUSES or (400 <= status < 500):
         text = f"SendGrid refused the request ({status}): {message or 'no message'}"
         if field:
             text += f" (field: {field})"
         if violations:
-            text += f"; {violations}"
-        if violations:
             body = f"{body}\nsl-violations: {violations}"
-        return ProviderRejected(text, status=status, body=body, field=field,
-                                hint=_HINTS.get(status))
+        return ProviderRejected(
+            text, status=status, body=body, field=field, hint=_HINTS.get(status)
+        )
     return ProviderUnavailable(
         f"SendGrid is unavailable ({status}): {message or body[:200] or 'no message'}",
-        status=status, body=body,
+        status=status,
+        body=body,
     )
 
 
@@ -228,43 +291,69 @@ class SendGridBackend(Backend):
         sandbox = " (sandbox mode: nothing is delivered)" if self.settings.sandbox_mode else ""
         return f"SendGrid{where}{sandbox}"
 
-    def _call(self, endpoint: Any, body: Any) -> Any:
+    def _call(self, request: Callable[[], Any]) -> Any:
         import python_http_client.exceptions as hx
 
         try:
-            return endpoint.post(request_body=body, timeout=self.timeout)
+            return request()
         except hx.HTTPError as exc:
             raise map_http_error(exc) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise map_transport_error(exc) from None
 
-    def post_payload(self, payload: dict[str, Any]) -> Outcome:
-        """POST a ready-made ``/v3/mail/send`` body."""
-        response = self._call(self._client.client.mail.send, payload)
+    def _post_encoded(self, endpoint: Any, body: bytes) -> Any:
+        """POST JSON that is already encoded, through the client's own request function.
+
+        ``Client.post`` would json.dumps the body itself, and it formats the whole
+        request body into a debug-log string even when debug logging is off (3 ms per
+        1,000-recipient request).  ``_make_request`` is python_http_client's documented
+        seam ("separated into its own function so we can mock it"); it keeps the client's
+        URL, headers (auth, user agent) and its HTTPError mapping.
+        """
+        from python_http_client.client import Response
+
+        request = urllib.request.Request(
+            endpoint._build_url(None),
+            data=body,
+            headers={**endpoint.request_headers, "Content-Type": "application/json"},
+            method="POST",
+        )
+        opener = urllib.request.build_opener()
+        return Response(endpoint._make_request(opener, request, timeout=self.timeout))
+
+    def post_payload(self, payload: dict[str, Any] | bytes) -> Outcome:
+        """POST a ``/v3/mail/send`` body: a dict, or JSON already encoded."""
+        endpoint = self._client.client.mail.send
+        if isinstance(payload, bytes):
+            response = self._call(lambda: self._post_encoded(endpoint, payload))
+        else:
+            response = self._call(lambda: endpoint.post(request_body=payload, timeout=self.timeout))
         status = int(response.status_code)
         if not 200 <= status < 300:
-            raise ProviderUnavailable(f"SendGrid answered {status}", status=status,
-                                      body=_decode(response.body))
+            raise ProviderUnavailable(
+                f"SendGrid answered {status}", status=status, body=_decode(response.body)
+            )
         return Outcome(status=status, provider_id=_header(response.headers, "X-Message-Id"))
 
     def send_batch(self, content: IssueContent, batch: Batch) -> Outcome:
-        return self.post_payload(build_payload(content, batch, self.settings))
+        return self.post_payload(encode_payload(content, batch, self.settings))
 
     def create_schedule(self) -> str:
-        response = self._call(self._client.client.mail.batch, None)
+        endpoint = self._client.client.mail.batch
+        response = self._call(lambda: endpoint.post(timeout=self.timeout))
         try:
             batch_id = json.loads(_decode(response.body))["batch_id"]
         except (ValueError, KeyError, TypeError):
             raise ProviderUnavailable(
                 "SendGrid did not return a batch id for the scheduled send",
-                status=int(response.status_code), body=_decode(response.body),
+                status=int(response.status_code),
+                body=_decode(response.body),
             ) from None
         return str(batch_id)
 
     def cancel_schedule(self, schedule_id: str) -> None:
         # POST /v3/user/scheduled_sends {"batch_id", "status": "cancel"} (Cancel Scheduled
         # Sends API; not in the mail spec that Prism serves).
-        self._call(
-            self._client.client.user.scheduled_sends,
-            {"batch_id": schedule_id, "status": "cancel"},
-        )
+        endpoint = self._client.client.user.scheduled_sends
+        body = {"batch_id": schedule_id, "status": "cancel"}
+        self._call(lambda: endpoint.post(request_body=body, timeout=self.timeout))

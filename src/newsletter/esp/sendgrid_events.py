@@ -109,8 +109,9 @@ def normalise_event(item: Mapping[str, Any], *, raw: str | None = None) -> Event
         raise BatchError("event without an `event` field")
     if not email:
         raise BatchError(f"{name} event without an `email` field")
-    raw_json = raw if raw is not None else json.dumps(item, separators=(",", ":"),
-                                                      ensure_ascii=False)
+    raw_json = (
+        raw if raw is not None else json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+    )
     kind = _KINDS.get(name, "other")
     bounce_type = (_text(item.get("type")) or "").lower()
     if name == "bounce" and bounce_type == "blocked":

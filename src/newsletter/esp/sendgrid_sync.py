@@ -70,8 +70,13 @@ class SyncResult:
             "synced_at": _iso(self.synced_at),
             "added": self.added,
             "lists": [
-                {"name": r.name, "fetched": r.fetched, "added": r.added, "pages": r.pages,
-                 "invalid": r.invalid}
+                {
+                    "name": r.name,
+                    "fetched": r.fetched,
+                    "added": r.added,
+                    "pages": r.pages,
+                    "invalid": r.invalid,
+                }
                 for r in self.lists
             ],
         }
@@ -98,7 +103,7 @@ def _retry_after(response: httpx.Response, attempt: int) -> float:
     reset = response.headers.get("x-ratelimit-reset", "")
     if reset.strip().isdigit():
         return min(max(0.0, float(reset) - time.time()), MAX_WAIT_SECONDS)
-    return min(2.0 ** attempt, MAX_WAIT_SECONDS)
+    return min(2.0**attempt, MAX_WAIT_SECONDS)
 
 
 class SuppressionsAPI:
@@ -116,8 +121,11 @@ class SuppressionsAPI:
     ) -> None:
         self.client = httpx.Client(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json",
-                     "User-Agent": "newsletter-suppressions-sync"},
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "User-Agent": "newsletter-suppressions-sync",
+            },
             timeout=timeout,
             transport=transport,
         )
@@ -139,7 +147,7 @@ class SuppressionsAPI:
                     raise ProviderUnavailable(
                         f"SendGrid API at {self.client.base_url} did not answer GET {path}: {exc}"
                     ) from None
-                self.sleep(min(2.0 ** attempt, MAX_WAIT_SECONDS))
+                self.sleep(min(2.0**attempt, MAX_WAIT_SECONDS))
                 continue
             status = response.status_code
             body = response.text[:2000]
@@ -147,30 +155,36 @@ class SuppressionsAPI:
                 if attempt > self.max_retries:
                     raise ProviderUnavailable(
                         f"SendGrid answered {status} to GET {path} {attempt} times; try later",
-                        status=status, body=body, retry_after=_retry_after(response, attempt),
+                        status=status,
+                        body=body,
+                        retry_after=_retry_after(response, attempt),
                     )
                 self.sleep(_retry_after(response, attempt))
                 continue
             if status in (401, 403):
                 raise ProviderRejected(
                     f"SendGrid refused GET {path}: {status} {body}",
-                    status=status, body=body,
+                    status=status,
+                    body=body,
                     hint=f"check that {SENDGRID_KEY_ENV} is right and its API key has"
                     " 'Suppressions' read access",
                 )
             if not 200 <= status < 300:
-                raise ProviderRejected(f"SendGrid answered {status} to GET {path}: {body}",
-                                       status=status, body=body)
+                raise ProviderRejected(
+                    f"SendGrid answered {status} to GET {path}: {body}", status=status, body=body
+                )
             try:
                 return response.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise ProviderError(
                     f"SendGrid's answer to GET {path} is not JSON: {body[:200]!r}",
-                    status=status, body=body,
+                    status=status,
+                    body=body,
                 ) from None
 
-    def pages(self, path: str, since: int | None,
-              page_size: int = PAGE_SIZE) -> Iterator[list[Any]]:
+    def pages(
+        self, path: str, since: int | None, page_size: int = PAGE_SIZE
+    ) -> Iterator[list[Any]]:
         """Each page of a limit/offset list until a short page ends it."""
         previous: list[Any] | None = None
         for number in range(MAX_PAGES):
@@ -194,8 +208,9 @@ class SuppressionsAPI:
         raise ProviderError(f"GET {path}: more than {MAX_PAGES} pages; stopping")
 
 
-def _entry(item: Any, reason: str, source: str, now: float,
-           result: ListResult) -> Suppression | None:
+def _entry(
+    item: Any, reason: str, source: str, now: float, result: ListResult
+) -> Suppression | None:
     raw: object
     created: object = None
     if isinstance(item, str):
@@ -232,8 +247,14 @@ def sync_suppressions(ws: Workspace, api: SuppressionsAPI, *, full: bool = False
         group = ws.config.send.asm_group_id
         if group is not None:
             path = f"/v3/asm/groups/{group}/suppressions"  # one unpaged list of addresses
-            sources.append((ListResult(f"group {group}"), "unsubscribed",
-                            f"sendgrid:group:{group}", iter([api.get(path)])))
+            sources.append(
+                (
+                    ListResult(f"group {group}"),
+                    "unsubscribed",
+                    f"sendgrid:group:{group}",
+                    iter([api.get(path)]),
+                )
+            )
         for result, reason, source, pages in sources:
             entries: list[Suppression] = []
             for page in pages:

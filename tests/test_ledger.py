@@ -1,0 +1,240 @@
+"""The ledger: state machine, commit-before-post, unknown outcomes, lookups, the OS lock."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import LedgerError
+from newsletter.ledger import (
+    B_CANCELLED,
+    B_FAILED,
+    B_POSTING,
+    B_SENT,
+    B_UNKNOWN,
+    CANCELLED,
+    DONE,
+    FAILED,
+    PAUSED,
+    PLANNED,
+    SCHEDULED,
+    SENDING,
+    TRANSITIONS,
+    Ledger,
+    RecipientRow,
+)
+
+
+def rows(n: int, list_name: str = "main", start: int = 0) -> list[RecipientRow]:
+    return [
+        RecipientRow(f"p{i}@example.org", f"P {i}", "P", "en", list_name)
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(tmp_path / ".newsletter" / "state.db") as led:
+        yield led
+
+
+def test_database_is_wal_with_full_sync(ledger: Ledger, tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / ".newsletter" / "state.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_only_valid_transitions(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["main"], "sendgrid")
+    with pytest.raises(LedgerError, match="planned; it cannot become done"):
+        ledger.transition(send, DONE)
+    for state in (SENDING, PAUSED, SENDING, FAILED, SENDING, DONE):
+        ledger.transition(send, state, note=f"to {state}")
+    with pytest.raises(LedgerError, match="done; it cannot become sending"):
+        ledger.transition(send, SENDING)
+    assert [to for _, _, to, _ in ledger.log(send)] == [
+        PLANNED,
+        SENDING,
+        PAUSED,
+        SENDING,
+        FAILED,
+        SENDING,
+        DONE,
+    ]
+    assert TRANSITIONS[DONE] == frozenset() and TRANSITIONS[CANCELLED] == frozenset()
+    with pytest.raises(LedgerError, match="no send #99"):
+        ledger.transition(99, SENDING)
+
+
+def test_batch_is_committed_as_posting_before_any_request(ledger: Ledger, tmp_path: Path) -> None:
+    send = ledger.create_send("2019-09", ["main"], "sendgrid")
+    ledger.transition(send, SENDING)
+    batch = ledger.open_batch(send, rows(3), issue_id="2019-09")
+    # another connection (another process, after a crash) already sees it all
+    other = sqlite3.connect(tmp_path / ".newsletter" / "state.db")
+    assert other.execute("SELECT state, recipients FROM batches").fetchall() == [(B_POSTING, 3)]
+    assert (
+        other.execute("SELECT count(*) FROM recipients WHERE batch_id=?", (batch.id,)).fetchone()[0]
+        == 3
+    )
+    ledger.mark_sent(batch.id, status=202, provider_id="abc")
+    assert other.execute("SELECT state, status, provider_id FROM batches").fetchall() == [
+        (B_SENT, 202, "abc")
+    ]
+
+
+def test_unsent_batch_is_failed_or_unknown_by_its_attempts(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["main"], "sendgrid")
+    ledger.transition(send, SENDING)
+    definite = ledger.open_batch(send, rows(2), issue_id="2019-09")
+    ledger.note_attempt(definite.id, ambiguous=False, status=503, error="unavailable")
+    ledger.mark_unsent(definite.id)
+    maybe = ledger.open_batch(send, rows(2, start=2), issue_id="2019-09")
+    ledger.note_attempt(maybe.id, ambiguous=True, status=None, error="timeout")
+    ledger.mark_unsent(maybe.id)
+    crashed = ledger.open_batch(send, rows(2, start=4), issue_id="2019-09")
+    states = {b.id: b.state for b in ledger.batches(send)}
+    assert states == {definite.id: B_FAILED, maybe.id: B_UNKNOWN, crashed.id: B_POSTING}
+    assert [b.id for b in ledger.unknown_batches(send)] == [maybe.id, crashed.id]
+    assert [b.id for b in ledger.batches_to_repost(send, resend_unknown=False)] == [definite.id]
+    assert len(ledger.batches_to_repost(send, resend_unknown=True)) == 3
+    with pytest.raises(LedgerError, match="cannot be posted again"):
+        ledger.begin_repost(maybe.id, resend_unknown=False)
+    ledger.begin_repost(maybe.id, resend_unknown=True)
+    assert ledger.batch(maybe.id).resent  # type: ignore[union-attr]
+    assert ledger.skip_unknown(send) == 2  # maybe (posting again) and crashed
+    summary = ledger.send(send)
+    assert (summary.batches_failed, summary.batches_skipped, summary.recipients_skipped) == (
+        1,
+        2,
+        4,
+    )
+
+
+def test_recipients_sent_counts_accepted_batches_of_real_sends_only(ledger: Ledger) -> None:
+    real = ledger.create_send("2019-09", ["main"], "sendgrid", planned_recipients=5)
+    ledger.transition(real, SENDING)
+    ok = ledger.open_batch(real, rows(3), issue_id="2019-09")
+    ledger.mark_sent(ok.id, status=202, provider_id=None)
+    ledger.open_batch(real, rows(2, start=3), issue_id="2019-09")  # no answer yet
+    test = ledger.create_send("2019-09", ["main"], "sendgrid", test=True)
+    ledger.transition(test, SENDING)
+    t = ledger.open_batch(test, rows(1, start=50), issue_id=None)
+    ledger.mark_sent(t.id, status=202, provider_id=None)
+    other = ledger.create_send("2019-10", ["main"], "sendgrid")
+    ledger.transition(other, SENDING)
+    o = ledger.open_batch(other, rows(4), issue_id="2019-10")
+    ledger.mark_sent(o.id, status=202, provider_id=None)
+    assert ledger.recipients_sent("2019-09") == 3
+    assert ledger.recipients_sent("2019-10") == 4
+    assert [s.id for s in ledger.sends("2019-09")] == [real, test]
+    assert len(ledger.sends()) == 3
+    s = ledger.send(real)
+    assert (s.recipients_sent, s.recipients_unknown, s.pending) == (3, 2, 2)
+    # test copies never count as having received the issue
+    assert not ledger.already_batched("2019-09", "p50@example.org", backend="sendgrid")
+
+
+def test_batch_lookup_for_webhook_events(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["b", "a"], "sendgrid")
+    ledger.transition(send, SENDING)
+    batch = ledger.open_batch(send, rows(2, "a"), issue_id="2019-09")
+    info = ledger.batch(batch.id)
+    assert info is not None
+    assert (info.issue_id, info.lists, info.send_id, info.seq, info.recipients) == (
+        "2019-09",
+        ("a", "b"),
+        send,
+        1,
+        2,
+    )
+    assert ledger.batch(12345) is None
+    assert [r.email for r in ledger.batch_recipients(batch.id)] == [
+        "p0@example.org",
+        "p1@example.org",
+    ]
+
+
+def test_already_batched_is_case_insensitive_and_per_backend(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["main"], "sendgrid")
+    ledger.transition(send, SENDING)
+    ledger.open_batch(
+        send, [RecipientRow("Ana@Example.org", None, None, None, "main")], issue_id="2019-09"
+    )
+    assert ledger.already_batched("2019-09", "ana@example.org", backend="sendgrid")
+    assert not ledger.already_batched("2019-09", "ana@example.org", backend="outbox")
+    assert not ledger.already_batched("2019-10", "ana@example.org", backend="sendgrid")
+    assert not ledger.already_batched(
+        "2019-09", "ana@example.org", backend="sendgrid", only_send=send + 1
+    )
+
+
+def test_cancelling_a_scheduled_send_cancels_its_batches(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["main"], "sendgrid")
+    ledger.set_schedule(send, "sg-batch-1", 1_900_000_000)
+    ledger.transition(send, SENDING)
+    b = ledger.open_batch(send, rows(2), issue_id="2019-09")
+    ledger.mark_sent(b.id, status=202, provider_id=None)
+    ledger.transition(send, SCHEDULED)
+    assert ledger.recipients_sent("2019-09") == 2
+    ledger.transition(send, CANCELLED)
+    assert ledger.batch(b.id).state == B_CANCELLED  # type: ignore[union-attr]
+    assert ledger.recipients_sent("2019-09") == 0
+    assert not ledger.already_batched("2019-09", "p0@example.org", backend="sendgrid")
+    assert ledger.blocking_sends("2019-09", ["main"], "sendgrid") == []
+
+
+def test_blocking_sends_by_list_and_backend(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["a", "b"], "sendgrid")
+    assert [s.id for s in ledger.blocking_sends("2019-09", ["b", "c"], "sendgrid")] == [send]
+    assert ledger.blocking_sends("2019-09", ["c"], "sendgrid") == []
+    assert ledger.blocking_sends("2019-09", ["a"], "outbox") == []
+    ledger.create_send("2019-09", ["c"], "sendgrid", test=True)
+    assert ledger.blocking_sends("2019-09", ["c"], "sendgrid") == []
+
+
+def test_lock_marks_a_running_send_and_dies_with_its_process(tmp_path: Path) -> None:
+    path = tmp_path / ".newsletter" / "state.db"
+    with Ledger(path) as ledger:
+        send = ledger.create_send("2019-09", ["main"], "sendgrid")
+        with Ledger(path) as other:
+            ledger.claim(send)
+            assert other.is_running_elsewhere(send)
+            assert other.send(send).running
+            with pytest.raises(LedgerError, match="running in another process"):
+                other.claim(send)
+            ledger.release(send)
+            assert not other.is_running_elsewhere(send)
+    script = textwrap.dedent(f"""
+        import sys, time
+        from newsletter.ledger import Ledger
+        led = Ledger({str(path)!r}); led.claim({send}); print("claimed", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "claimed"
+        with Ledger(path) as ledger:
+            assert ledger.is_running_elsewhere(send)
+            proc.kill()
+            proc.wait(timeout=10)
+            assert not ledger.is_running_elsewhere(send)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    Ledger(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(LedgerError, match="newer version"):
+        Ledger(path)
