@@ -19,6 +19,7 @@ request carries), then
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -71,6 +72,7 @@ def _child(mode: str, root: str, url: str, recipients: int) -> None:
     ws = Workspace(Path(root))
     built = build_issue(ws, ws.issues_dir / "2019-09.yaml")
     rss_before = _vm_hwm_mb()
+    gc.freeze()  # as `newsletter send` does before sending
     if mode == "engine":
         from newsletter.esp.sendgrid import SendGridBackend
         from newsletter.ledger import Ledger
@@ -191,45 +193,51 @@ def main() -> None:
         _child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
         return
     recipients = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    expected_requests = -(-recipients // 1000)
     ok = True
-    for mode, title in (
-        ("engine", "send engine, synthetic subscribers"),
-        ("session", "whole send: CSV plan pass + send pass"),
-    ):
-        f = measure(mode, recipients)
-        print(f"{title}: {int(f['sent']):,} recipients")
-        print(
-            f"  recipients/s   {f['rate']:>12,.0f}   ({f['elapsed']:.2f} s"
-            + (f", of which plan {f['plan_s']:.2f} s" if "plan_s" in f else "")
-            + ")"
-        )
-        print(
-            f"  requests       {int(f['requests']):>12,}   "
-            f"({int(f['personalizations']):,} personalizations, "
-            f"{f['megabytes_posted']:.1f} MB posted)"
-        )
-        print(
-            f"  peak RSS       {f['peak_mb']:>12.0f} MB (after building the issue: "
-            f"{f['peak_before_mb']:.0f} MB)"
-        )
-        expected_requests = -(-recipients // 1000)
-        if mode == "engine":
-            good = (
-                f["rate"] >= TARGET_RATE
-                and f["peak_mb"] <= TARGET_PEAK_MB
-                and f["requests"] == expected_requests
-                and f["sent"] == recipients
-            )
-            print(
-                f"  target         >= {TARGET_RATE:,}/s, <= {TARGET_PEAK_MB} MB, "
-                f"{expected_requests} requests: {'met' if good else 'MISSED'}"
-            )
-            ok = ok and good
-        else:
-            print(
-                f"  peak <= {TARGET_PEAK_MB} MB: "
-                f"{'met' if f['peak_mb'] <= TARGET_PEAK_MB else 'MISSED'}"
-            )
+
+    # The machine is shared: run the engine several times and judge the median.
+    engine = sorted((measure("engine", recipients) for _ in range(runs)), key=lambda f: f["rate"])
+    f = engine[len(engine) // 2]
+    print(f"send engine, synthetic subscribers: {int(f['sent']):,} recipients, {runs} runs")
+    print(
+        "  recipients/s   "
+        + ", ".join(f"{g['rate']:,.0f}" for g in engine)
+        + f"   (median {f['rate']:,.0f}: {f['elapsed']:.2f} s wall, {f['cpu']:.2f} s CPU)"
+    )
+    print(
+        f"  requests       {int(f['requests']):>12,}   "
+        f"({int(f['personalizations']):,} personalizations, "
+        f"{f['megabytes_posted']:.1f} MB posted)"
+    )
+    peak = max(g["peak_mb"] for g in engine)
+    print(
+        f"  peak RSS       {peak:>12.0f} MB (after building the issue: {f['peak_before_mb']:.0f} MB)"
+    )
+    good = (
+        f["rate"] >= TARGET_RATE
+        and peak <= TARGET_PEAK_MB
+        and all(g["requests"] == expected_requests and g["sent"] == recipients for g in engine)
+    )
+    print(
+        f"  target         >= {TARGET_RATE:,}/s (median), <= {TARGET_PEAK_MB} MB, "
+        f"{expected_requests} requests: {'met' if good else 'MISSED'}"
+    )
+    ok = ok and good
+
+    f = measure("session", recipients)
+    print(f"whole send (CSV read twice: plan, then send): {int(f['sent']):,} recipients")
+    print(
+        f"  recipients/s   {f['rate']:>12,.0f}   ({f['elapsed']:.2f} s, of which plan "
+        f"{f['plan_s']:.2f} s)"
+    )
+    print(f"  requests       {int(f['requests']):>12,}")
+    print(
+        f"  peak RSS       {f['peak_mb']:>12.0f} MB: "
+        f"{'met' if f['peak_mb'] <= TARGET_PEAK_MB else 'MISSED'} (<= {TARGET_PEAK_MB} MB)"
+    )
+    ok = ok and f["peak_mb"] <= TARGET_PEAK_MB and f["requests"] == expected_requests
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     import bench_lists

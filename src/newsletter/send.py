@@ -23,6 +23,9 @@ What makes it safe:
 
 from __future__ import annotations
 
+import binascii
+import hashlib
+import hmac
 import math
 import os
 import random
@@ -178,6 +181,39 @@ class Pacer:
         self._last = self._clock()
 
 
+_B64URL = bytes.maketrans(b"+/", b"-_")
+_MAC_PREFIX = b"newsletter-unsubscribe-v1\0"
+
+
+def _b64url(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).translate(_B64URL).rstrip(b"=").decode()
+
+
+def token_signer(keys: Sequence[bytes]) -> Callable[[str, str], str]:
+    """``tokens.make_token`` for one key set, about three times faster.
+
+    A large send signs one token per recipient, and make_token sets the key up again
+    for each (hmac.new) and goes through base64's Python wrappers.  This keys one HMAC
+    object once and copies it per token, for the same bytes; it proves that on a sample
+    against make_token first, so if the token format ever changes there, make_token
+    itself is used.
+    """
+    keyed = hmac.new(keys[0], _MAC_PREFIX, hashlib.sha256)  # key and prefix absorbed once
+
+    def fast(email: str, list_name: str) -> str:
+        if "\n" in email or "\n" in list_name:
+            return tokens.make_token(email, list_name, keys)  # raises its ValueError
+        payload = f"{list_name}\n{email}".encode()
+        mac = keyed.copy()
+        mac.update(payload)
+        return f"{_b64url(payload)}.{_b64url(mac.digest())}"
+
+    probe = ("probe.ünïcode@example.org", "a-list")
+    if fast(*probe) == tokens.make_token(*probe, keys):
+        return fast
+    return lambda email, list_name: tokens.make_token(email, list_name, keys)
+
+
 class Personalizer:
     """A subscriber -> their Recipient: unsubscribe URL (HMAC token), placeholder values,
     List-Unsubscribe headers.  Cheap enough to run for every recipient of every batch."""
@@ -186,26 +222,27 @@ class Personalizer:
         self, keys: Sequence[bytes], unsubscribe_base: str, mailto: str | None, language: str
     ) -> None:
         self.keys = list(keys)
+        self.sign = token_signer(self.keys)
         self.base = unsubscribe_base if unsubscribe_base.endswith("/") else unsubscribe_base + "/"
         self.mailto = mailto
         self.language = language
 
     def url(self, email: str, list_name: str) -> str:
-        return f"{self.base}u/{tokens.make_token(email, list_name, self.keys)}"
+        return f"{self.base}u/{self.sign(email, list_name)}"
 
     def __call__(self, s: SubscriberLike) -> Recipient:
         return self.batch([s])[0]
 
     def batch(self, people: Sequence[SubscriberLike]) -> list[Recipient]:
         """Many at once: the per-recipient loop is the hot path of a large send."""
-        base, keys, language, mailto = self.base + "u/", self.keys, self.language, self.mailto
-        make_token = tokens.make_token
+        base, language, mailto = self.base + "u/", self.language, self.mailto
+        sign = self.sign
         substitutions = message.substitutions
         headers = message.list_unsubscribe_headers
         out = []
         for s in people:
             email, list_name = s.email, s.list_name
-            url = base + make_token(email, list_name, keys)
+            url = base + sign(email, list_name)
             out.append(
                 Recipient(
                     email,

@@ -6,6 +6,7 @@ asks for confirmation, draws the progress bar and turns Ctrl-C into a clean paus
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 from collections.abc import Iterator
@@ -334,6 +335,9 @@ def _run_session(session: Any, ws: Any, options: Any, *, yes: bool) -> int:
         if not typer.confirm(f"{what} {plan.issue_id} to {plan.total_recipients:,} recipients?"):
             _say("nothing was sent", err=True)
             return 1
+    # Everything alive now (the built issue, the imported libraries) lives until we exit:
+    # keep the garbage collector from re-scanning it for every batch (~8 % of a large send).
+    gc.freeze()
     with (
         _Bar(plan.batches, plan.total_recipients) as bar,
         _pause_on_interrupt(session.request_stop),

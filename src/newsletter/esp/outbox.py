@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from ..config import Send
+from ..errors import ProviderRejected
 from ..message import fill, mime_message
 from .base import Backend, Batch, IssueContent, Outcome
 from .sendgrid import encode_payload
@@ -54,6 +55,15 @@ class OutboxBackend(Backend):
             shutil.rmtree(folder)
 
     def send_batch(self, content: IssueContent, batch: Batch) -> Outcome:
+        try:
+            return self._write(content, batch)
+        except OSError as exc:  # a full disk or a read-only folder: retrying will not help
+            raise ProviderRejected(
+                f"cannot write the outbox: {exc}",
+                hint=f"check that {self.root} is writable and the disk has space",
+            ) from None
+
+    def _write(self, content: IssueContent, batch: Batch) -> Outcome:
         folder = self.folder(content.issue_id)
         folder.mkdir(parents=True, exist_ok=True)
         # The very bytes the SendGrid backend posts.
