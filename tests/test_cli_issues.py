@@ -106,3 +106,25 @@ def test_schema_is_json(cli: Any) -> None:
     r = cli("schema")
     assert r.code == 0
     assert json.loads(r.out)["title"] == "newsletter issue"
+
+
+def test_command_table_names_every_registered_command() -> None:
+    """cli.COMMANDS decides which module to import per command; it must not miss one."""
+    import typer
+
+    from newsletter.cli import COMMANDS, app, load_commands
+
+    load_commands([])
+    registered = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands
+    }
+    registered |= {g.name for g in app.registered_groups if g.name}
+    assert registered == set(COMMANDS)
+    assert typer.main.get_command(app).name == "newsletter"
+
+
+def test_help_lists_every_command(cli: Any) -> None:
+    r = cli("--help")
+    assert r.code == 0
+    for name in ("check", "build", "send", "serve", "subscribers", "suppressions", "archive"):
+        assert name in r.out

@@ -2,7 +2,7 @@
 
 Every test asserts on what the stand-in SendGrid received: each valid address exactly
 once across all accepted requests, nobody suppressed, nobody invalid.  Backoff is
-shortened through NEWSLETTER_BACKOFF_BASE / _MAX and send.timeout, so this takes seconds.
+shortened through send.backoff_base / backoff_max and send.timeout, so this takes seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ from newsletter.errors import ProviderRejected
 from newsletter.ledger import B_FAILED, B_SENT, DONE, FAILED, PAUSED, Ledger
 from newsletter.suppressions import Suppression, add_suppressions, now_iso
 from stub_sendgrid import StubSendGrid, close, hang, ok, rate_limited, status
-from test_send import SECRET, sendgrid_env, session, set_send_config, write_list
+from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
+    SECRET,
+    _fast_retries,
+    sendgrid_env,
+    session,
+    set_send_config,
+    write_list,
+)
 
 
 def ledger_of(ws: Path) -> Ledger:
@@ -216,8 +223,6 @@ def _cli_env(stub_url: str) -> dict[str, str]:
         "NEWSLETTER_SECRET": SECRET,
         "SENDGRID_API_KEY": "SG.test-key",
         "SENDGRID_API_HOST": stub_url,
-        "NEWSLETTER_BACKOFF_BASE": "0.01",
-        "NEWSLETTER_BACKOFF_MAX": "0.05",
     }
 
 

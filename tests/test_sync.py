@@ -1,4 +1,4 @@
-"""`newsletter sync-suppressions`: SendGrid's suppression lists into suppressions.csv.
+"""`newsletter suppressions sync`: SendGrid's suppression lists into suppressions.csv.
 
 Against Prism serving SendGrid's own spec (request shapes, auth, query types), and
 against tests/stub_suppressions.py for paging, start_time and failures.
@@ -63,9 +63,9 @@ def test_sync_against_sendgrids_spec(cli: Any, workspace: Path) -> None:
     set_group(workspace, 42)
     before = rows(workspace)
     with prism("tsg_suppressions_v3.json") as url:
-        first = cli("sync-suppressions", "--format", "json", env=env(url))
+        first = cli("suppressions", "sync", "--format", "json", env=env(url))
         assert first.code == 0, first.err
-        again = cli("sync-suppressions", env=env(url))
+        again = cli("suppressions", "sync", env=env(url))
         assert again.code == 0, again.err
     report = json.loads(first.out)
     assert [item["name"] for item in report["lists"]] == [
@@ -107,7 +107,7 @@ def test_pages_through_every_list_and_then_asks_only_for_news(cli: Any, workspac
     )
     before = len(rows(workspace))
     with stub_sendgrid(stub):
-        first = cli("sync-suppressions", env=env(stub.url))
+        first = cli("suppressions", "sync", env=env(stub.url))
         assert first.code == 0, first.err
         calls = stub.calls(UNSUBS)
         assert [(c["limit"], c["offset"]) for c in calls] == [
@@ -124,13 +124,13 @@ def test_pages_through_every_list_and_then_asks_only_for_news(cli: Any, workspac
 
         stub.lists[UNSUBS].append({"email": "late@example.org", "created": synced + 5})
         stub.requests.clear()
-        second = cli("sync-suppressions", "--format", "json", env=env(stub.url))
+        second = cli("suppressions", "sync", "--format", "json", env=env(stub.url))
         assert second.code == 0, second.err
         assert {c.get("start_time") for _, c, _ in stub.requests} == {str(synced - OVERLAP_SECONDS)}
         assert json.loads(second.out)["added"] == 1
 
         stub.requests.clear()
-        assert cli("sync-suppressions", "--full", env=env(stub.url)).code == 0
+        assert cli("suppressions", "sync", "--full", env=env(stub.url)).code == 0
         assert all("start_time" not in c for _, c, _ in stub.requests)
     after = rows(workspace)
     assert len(after) == before + 1234 + 1 + 1  # reader3 was already there as unsubscribed
@@ -151,7 +151,7 @@ def test_rate_limits_and_server_errors_are_retried(cli: Any, workspace: Path) ->
         },
     )
     with stub_sendgrid(stub):
-        result = cli("sync-suppressions", env=env(stub.url))
+        result = cli("suppressions", "sync", env=env(stub.url))
     assert result.code == 0, result.err
     assert len(stub.calls(BOUNCES)) == 3
 
@@ -159,10 +159,10 @@ def test_rate_limits_and_server_errors_are_retried(cli: Any, workspace: Path) ->
 def test_a_lasting_failure_stops_without_losing_the_last_sync(cli: Any, workspace: Path) -> None:
     stub = Stub(lists={UNSUBS: _unsubs(3), BOUNCES: [], SPAM: []})
     with stub_sendgrid(stub):
-        assert cli("sync-suppressions", env=env(stub.url)).code == 0
+        assert cli("suppressions", "sync", env=env(stub.url)).code == 0
         synced = last_sync(workspace)
         stub.failures[SPAM] = [Scripted(500, headers={"Retry-After": "0"}) for _ in range(9)]
-        result = cli("sync-suppressions", env=env(stub.url))
+        result = cli("suppressions", "sync", env=env(stub.url))
     assert result.code != 0
     assert "SendGrid answered 500" in result.err and "Traceback" not in result.err
     assert last_sync(workspace) == synced
@@ -175,7 +175,7 @@ def test_a_refused_key_is_a_clear_cli_error(cli: Any, workspace: Path) -> None:
         failures={UNSUBS: [Scripted(401, b'{"errors":[{"message":"bad key"}]}')]},
     )
     with stub_sendgrid(stub):
-        result = cli("sync-suppressions", env=env(stub.url))
+        result = cli("suppressions", "sync", env=env(stub.url))
     assert result.code == 1
     assert "SendGrid refused GET /v3/suppression/unsubscribes: 401" in result.err
     assert "check that SENDGRID_API_KEY is right" in result.err
@@ -229,14 +229,14 @@ def test_invalid_addresses_are_skipped_with_a_warning(cli: Any, workspace: Path)
         }
     )
     with stub_sendgrid(stub):
-        result = cli("sync-suppressions", env=env(stub.url))
+        result = cli("suppressions", "sync", env=env(stub.url))
     assert result.code == 0, result.err
     assert "skipped invalid address 'not an address'" in result.err
     assert rows(workspace)[-1]["email"] == "fine@example.org"
 
 
 def test_missing_api_key_is_a_configuration_error(cli: Any) -> None:
-    result = cli("sync-suppressions", env=TEST_ENV)
+    result = cli("suppressions", "sync", env=TEST_ENV)
     assert result.code == 2
     assert "SENDGRID_API_KEY is not set" in result.err
 

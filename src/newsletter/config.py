@@ -85,6 +85,8 @@ class Send(_Section):
     api_host: HttpUrl | None = None
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=6, ge=0)
+    backoff_base: float = Field(default=1.0, ge=0, description="first retry wait, seconds")
+    backoff_max: float = Field(default=60.0, ge=0, description="longest retry wait, seconds")
     pause_after_failures: int = Field(default=5, ge=1)
     asm_group_id: int | None = None
     asm_groups_to_display: list[int] = Field(default_factory=list, max_length=25)

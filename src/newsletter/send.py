@@ -23,9 +23,6 @@ What makes it safe:
 
 from __future__ import annotations
 
-import binascii
-import hashlib
-import hmac
 import math
 import os
 import random
@@ -78,10 +75,6 @@ DEV_SECRET_WARNING = (
 MAX_SCHEDULE_AHEAD = timedelta(hours=72)  # SendGrid's limit for send_at
 CANCEL_MARGIN = timedelta(minutes=10)  # SendGrid cannot cancel later than this before send_at
 
-# Retry timing; the environment can shorten it (tests) without touching newsletter.toml.
-BACKOFF_BASE_ENV = "NEWSLETTER_BACKOFF_BASE"
-BACKOFF_MAX_ENV = "NEWSLETTER_BACKOFF_MAX"
-
 UnknownChoice = Literal["ask", "resend", "skip"]
 
 
@@ -118,19 +111,6 @@ class _NoProgress:
         pass
 
 
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds", key=name) from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative", key=name)
-    return value
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """When to retry, how long to wait, and when to give up and pause."""
@@ -147,8 +127,8 @@ class RetryPolicy:
         return cls(
             max_retries=send.max_retries,
             pause_after_failures=send.pause_after_failures,
-            backoff_base=_float_env(BACKOFF_BASE_ENV, 1.0),
-            backoff_max=_float_env(BACKOFF_MAX_ENV, 60.0),
+            backoff_base=send.backoff_base,
+            backoff_max=send.backoff_max,
         )
 
     def backoff(self, failures: int) -> float:
@@ -181,39 +161,6 @@ class Pacer:
         self._last = self._clock()
 
 
-_B64URL = bytes.maketrans(b"+/", b"-_")
-_MAC_PREFIX = b"newsletter-unsubscribe-v1\0"
-
-
-def _b64url(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).translate(_B64URL).rstrip(b"=").decode()
-
-
-def token_signer(keys: Sequence[bytes]) -> Callable[[str, str], str]:
-    """``tokens.make_token`` for one key set, about three times faster.
-
-    A large send signs one token per recipient, and make_token sets the key up again
-    for each (hmac.new) and goes through base64's Python wrappers.  This keys one HMAC
-    object once and copies it per token, for the same bytes; it proves that on a sample
-    against make_token first, so if the token format ever changes there, make_token
-    itself is used.
-    """
-    keyed = hmac.new(keys[0], _MAC_PREFIX, hashlib.sha256)  # key and prefix absorbed once
-
-    def fast(email: str, list_name: str) -> str:
-        if "\n" in email or "\n" in list_name:
-            return tokens.make_token(email, list_name, keys)  # raises its ValueError
-        payload = f"{list_name}\n{email}".encode()
-        mac = keyed.copy()
-        mac.update(payload)
-        return f"{_b64url(payload)}.{_b64url(mac.digest())}"
-
-    probe = ("probe.ünïcode@example.org", "a-list")
-    if fast(*probe) == tokens.make_token(*probe, keys):
-        return fast
-    return lambda email, list_name: tokens.make_token(email, list_name, keys)
-
-
 class Personalizer:
     """A subscriber -> their Recipient: unsubscribe URL (HMAC token), placeholder values,
     List-Unsubscribe headers.  Cheap enough to run for every recipient of every batch."""
@@ -222,7 +169,7 @@ class Personalizer:
         self, keys: Sequence[bytes], unsubscribe_base: str, mailto: str | None, language: str
     ) -> None:
         self.keys = list(keys)
-        self.sign = token_signer(self.keys)
+        self.sign = tokens.Signer(self.keys)
         self.base = unsubscribe_base if unsubscribe_base.endswith("/") else unsubscribe_base + "/"
         self.mailto = mailto
         self.language = language

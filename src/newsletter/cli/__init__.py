@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 problems found or a user error, 2 usage or configuration err
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -58,8 +59,46 @@ def _root(
     state.workspace_path = workspace
 
 
-# Each module registers its commands on `app` when imported.
-from . import audience, issues, loop, sending, web  # noqa: E402,F401
+# Which module registers each top-level command (on `app`, when imported).  Only the
+# module of the command being run is imported, so `newsletter build` does not pay for
+# the send, list and server code; help and unknown commands load them all.
+COMMANDS = {
+    "new": "issues",
+    "check": "issues",
+    "build": "issues",
+    "schema": "issues",
+    "preview": "web",
+    "archive": "web",
+    "subscribers": "audience",
+    "suppressions": "audience",
+    "send": "sending",
+    "status": "sending",
+    "cancel": "sending",
+    "serve": "loop",
+    "report": "loop",
+}
+MODULE_ORDER = ("issues", "web", "audience", "sending", "loop")
+
+
+def command_name(args: list[str]) -> str | None:
+    """The subcommand in ARGS, skipping the root options and their values."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("-w", "--workspace"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def load_commands(args: list[str]) -> None:
+    name = command_name(args)
+    wanted = {COMMANDS[name]} if name in COMMANDS else set(MODULE_ORDER)
+    for module in MODULE_ORDER:
+        if module in wanted:
+            importlib.import_module(f"{__name__}.{module}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else argv
     state.debug = "--debug" in args
+    load_commands(args)
     command = typer.main.get_command(app)
     try:
         command.main(args=args, prog_name="newsletter", standalone_mode=True)

@@ -346,3 +346,37 @@ def suppressions_list(
     counts = Counter(s.reason for s in rows)
     summary = ", ".join(f"{counts[r]} {r}" for r in REASONS if counts[r])
     _say(f"{len(rows)} suppressed" + (f" ({summary})" if summary else ""))
+
+
+@suppressions_app.command("sync")
+def suppressions_sync(
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Fetch everything, not only what changed since last sync."),
+    ] = False,
+    output: FormatOption = "text",
+) -> None:
+    """Merge SendGrid's unsubscribes, bounces and spam reports into suppressions.csv."""
+    from ..esp.sendgrid_sync import api_from_workspace, sync_suppressions
+
+    ws = state.workspace()
+    api = api_from_workspace(ws)
+    try:
+        result = sync_suppressions(ws, api, full=full)
+    finally:
+        api.close()
+    if output == "json":
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    since = result.as_dict()["since"] or "the beginning"
+    _say(f"SendGrid suppressions since {since}:")
+    table = _table("list", "fetched", "new")
+    for item in result.lists:
+        table.add_row(item.name, str(item.fetched), str(item.added))
+    console.print(table)
+    for item in result.lists:
+        for bad in item.invalid[:5]:
+            err_console.print(
+                f"warning: {item.name}: skipped invalid address {bad!r}", markup=False
+            )
+    _say(f"{result.added} new suppression(s) added to {describe_path(ws.suppressions_path)}")

@@ -1,4 +1,4 @@
-"""Commands that close the loop after a send: serve, report, suppressions sync."""
+"""Commands that close the loop after a send: serve and report."""
 
 from __future__ import annotations
 
@@ -122,59 +122,3 @@ def report(
             links.add_row(str(link.unique), str(link.total), Text(link.url))  # no markup
         console.print(links)
     console.print(f"chart: {chart}", markup=False)
-
-
-def _sync(full: bool, format: Format) -> None:
-    from ..esp.sendgrid_sync import api_from_workspace, sync_suppressions
-
-    ws = state.workspace()
-    api = api_from_workspace(ws)
-    try:
-        result = sync_suppressions(ws, api, full=full)
-    finally:
-        api.close()
-    if format is Format.json:
-        console.print_json(json.dumps(result.as_dict()))
-        return
-    since = result.as_dict()["since"] or "the beginning"
-    table = Table(title=f"SendGrid suppressions since {since}", title_justify="left")
-    for column in ("list", "fetched", "new"):
-        table.add_column(column, justify="left" if column == "list" else "right")
-    for item in result.lists:
-        table.add_row(item.name, str(item.fetched), str(item.added))
-    console.print(table)
-    for item in result.lists:
-        for bad in item.invalid[:5]:
-            err_console.print(
-                f"warning: {item.name}: skipped invalid address {bad!r}", markup=False
-            )
-    console.print(
-        f"{result.added} new suppression(s) added to {ws.suppressions_path}", markup=False
-    )
-
-
-FullOption = Annotated[
-    bool, typer.Option("--full", help="Fetch everything, not only what changed since last sync.")
-]
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json")]
-
-
-@app.command("sync-suppressions")
-def sync_suppressions_command(
-    full: FullOption = False, format: FormatOption = Format.table
-) -> None:
-    """Merge SendGrid's unsubscribes, bounces and spam reports into suppressions.csv."""
-    _sync(full, format)
-
-
-def _register_on_suppressions_group() -> None:
-    """Also offer `newsletter suppressions sync` when the audience commands define the group."""
-    for group in app.registered_groups:
-        if group.name == "suppressions" and group.typer_instance is not None:
-            existing = {c.name for c in group.typer_instance.registered_commands}
-            if "sync" not in existing:
-                group.typer_instance.command("sync")(sync_suppressions_command)
-            return
-
-
-_register_on_suppressions_group()
