@@ -255,6 +255,9 @@ def test_fast_encoding_is_byte_identical_to_json_dumps(workspace: Path) -> None:
     ):
         fast = encode_payload(content, batch, settings)
         assert fast == json.dumps(build_payload(content, batch, settings)).encode()
+    # International domains go to SendGrid in their ASCII form; the token keeps the original.
+    sent = json.loads(encode_payload(content, Batch("2019-09", "1", "2", 1, recipients), settings))
+    assert sent["personalizations"][0]["to"][0]["email"] == "p0@xn--exmple-cua.org"
 
 
 def test_retry_after_reads_reset_then_retry_after() -> None:

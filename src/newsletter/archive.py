@@ -171,19 +171,11 @@ def _entry(b: BuiltIssue, base: str, labels: dict[str, object]) -> Entry:
     )
 
 
-def pages_dir(ws: Workspace) -> Path:
-    """The workspace's templates/pages, or the repository's when the workspace has none."""
-    own = ws.templates_dir / "pages"
-    if (own / INDEX_TEMPLATE).is_file():
-        return own
-    return Path(__file__).resolve().parents[2] / "templates" / "pages"
-
-
 def index_page(ws: Workspace, entries: list[Entry], labels: dict[str, object]) -> str:
     """The archive's front page, newest issue first (Jinja2, autoescaped)."""
     import jinja2
 
-    folder = pages_dir(ws)
+    folder = ws.pages_dir
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
         autoescape=True,

@@ -215,6 +215,11 @@ class Workspace:
         return self.templates_dir / self.config.theme
 
     @property
+    def pages_dir(self) -> Path:
+        """Web pages (preview, archive index, unsubscribe), Jinja2 templates."""
+        return self.templates_dir / "pages"
+
+    @property
     def state_dir(self) -> Path:
         return self.root / ".newsletter"
 

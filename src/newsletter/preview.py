@@ -204,13 +204,6 @@ class Preview:
         return snap
 
 
-def pages_dir(root: Path) -> Path:
-    own = root / "templates" / "pages"
-    if (own / PAGE_TEMPLATE).is_file():
-        return own
-    return Path(__file__).resolve().parents[2] / "templates" / "pages"
-
-
 def _display_path(p: Problem, root: Path) -> str:
     where = p.location()
     if p.path is not None:
@@ -229,7 +222,7 @@ def create_app(ws: Workspace, issue_path: Path) -> Any:
 
     preview = Preview(ws.root, issue_path)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(pages_dir(ws.root))),
+        loader=jinja2.FileSystemLoader(str(ws.pages_dir)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )

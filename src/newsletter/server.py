@@ -113,11 +113,6 @@ def _fill(text: str, values: Mapping[str, str]) -> str:
     return _FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
-def default_pages_dir() -> Path:
-    """The repository's templates/pages, used when a workspace has no pages of its own."""
-    return Path(__file__).resolve().parents[2] / "templates" / "pages"
-
-
 @dataclass(frozen=True)
 class Pages:
     """The unsubscribe pages: Jinja2 (autoescaped) templates and their words per language."""
@@ -129,9 +124,7 @@ class Pages:
 
     @classmethod
     def load(cls, ws: Workspace) -> Pages:
-        folder = ws.templates_dir / "pages"
-        if not (folder / "labels.toml").is_file():
-            folder = default_pages_dir()
+        folder = ws.pages_dir
         labels_path = folder / "labels.toml"
         try:
             raw = tomllib.loads(labels_path.read_text(encoding="utf-8"))

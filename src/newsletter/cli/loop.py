@@ -17,7 +17,7 @@ from . import app, console, err_console, state
 
 
 class Format(enum.StrEnum):
-    table = "table"
+    text = "text"
     json = "json"
 
 
@@ -78,7 +78,7 @@ def report(
             " issue with the latest events."
         ),
     ] = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="table or json")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", help="text, or json for scripts.")] = Format.text,
 ) -> None:
     """How an issue did: deliveries, bounces, opens, clicks, unsubscribes, with a chart."""
     from ..report import build_report, issue_id_of, write_chart

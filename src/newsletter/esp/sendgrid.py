@@ -30,6 +30,8 @@ from email.utils import parsedate_to_datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import idna
+
 from ..config import Send
 from ..errors import ProviderRejected, ProviderUnavailable
 from .base import Backend, Batch, DeliveryUnknown, IssueContent, Outcome
@@ -52,12 +54,26 @@ def _display_name(name: str | None) -> str | None:
     return clean or None
 
 
+def _ascii_address(email: str) -> str:
+    """International domains in their ASCII (xn--) form, which every mail system accepts.
+
+    Lists keep the Unicode form (as email-validator recommends) for people to read.
+    """
+    if email.isascii():
+        return email
+    local, _, domain = email.rpartition("@")
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return email  # already validated; let SendGrid give its own answer
+
+
 def build_payload(content: IssueContent, batch: Batch, settings: Send) -> dict[str, Any]:
     """The ``/v3/mail/send`` body for one batch (the outbox writes exactly this)."""
     personalizations = []
     correlation = batch.correlation
     for r in batch.recipients:
-        to: dict[str, str] = {"email": r.email}
+        to: dict[str, str] = {"email": _ascii_address(r.email)}
         name = _display_name(r.name)
         if name:
             to["name"] = name
@@ -131,9 +147,9 @@ def encode_payload(content: IssueContent, batch: Batch, settings: Send) -> bytes
         ):
             name = _display_name(name)
         to = (
-            f'{{"email": {esc(r.email)}, "name": {esc(name)}}}'
+            f'{{"email": {esc(_ascii_address(r.email))}, "name": {esc(name)}}}'
             if name
-            else f'{{"email": {esc(r.email)}}}'
+            else f'{{"email": {esc(_ascii_address(r.email))}}}'
         )
         args = args_by_list.get(r.list_name)
         if args is None:
