@@ -11,6 +11,7 @@ sample:
 test:
 	@scripts/setup-test
 	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
 	.venv/bin/mypy
 	.venv/bin/pytest -q
 

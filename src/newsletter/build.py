@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .checks import lint_config, lint_issue, lint_output, lint_theme
 from .config import Workspace
-from .errors import CheckFailed, Problem
+from .errors import CheckFailed, HasProblems, Problem
 from .inline import inline_css
 from .issue import Located, read_issue
 from .message import ALL_PLACEHOLDERS, fill, mime_message, substitutions
@@ -29,7 +29,7 @@ PREVIEW_EMAIL = "preview@example.org"
 
 
 @dataclass(frozen=True)
-class BuiltIssue:
+class BuiltIssue(HasProblems):
     """Everything a send or a preview needs, made once per issue."""
 
     issue_id: str
@@ -44,14 +44,6 @@ class BuiltIssue:
     located: Located
     problems: list[Problem] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
     def preview_values(self, ws: Workspace) -> dict[str, str]:
         """Sample per-recipient values for previews and preview.eml."""

@@ -56,6 +56,17 @@ class ConfigError(NewsletterError):
         self.key = key
 
 
+def format_path(loc: tuple[int | str, ...]) -> str:
+    """A validation location as users write it: ("articles", 3, "image") -> articles[3].image."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong in an input file, located as precisely as we can."""
@@ -96,6 +107,20 @@ class Problem:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+class HasProblems:
+    """Mixin for results that carry check problems (a build, a preview snapshot)."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
 
 
 class InputError(NewsletterError):

@@ -32,7 +32,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from .errors import IssueError, Problem
+from .errors import IssueError, Problem, format_path
 
 MAX_FILE_BYTES = 10_000_000
 MAX_MARKDOWN_CHARS = 10_000
@@ -124,16 +124,6 @@ class Located:
             field=field_path,
             **kw,
         )
-
-
-def format_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
 
 
 def _positions(node: Any, prefix: str, out: dict[str, Position]) -> None:

@@ -129,7 +129,8 @@ def _now() -> str:
 
 
 class RecipientLike(Protocol):
-    """What the ledger stores of a recipient (subscribers.Subscriber fits, as does RecipientRow)."""
+    """What the ledger stores and a send needs of a recipient (subscribers.Subscriber and
+    RecipientRow both fit)."""
 
     @property
     def email(self) -> str: ...

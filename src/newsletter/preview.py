@@ -36,7 +36,7 @@ from typing import Any
 
 from .build import BuiltIssue, compose, preview_eml
 from .config import CONFIG_FILE, Workspace
-from .errors import CheckFailed, ConfigError, InputError, NewsletterError, Problem
+from .errors import CheckFailed, ConfigError, HasProblems, InputError, NewsletterError, Problem
 from .message import fill
 from .render import Renderer
 
@@ -86,7 +86,7 @@ def fingerprint(paths: list[Path]) -> str:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(HasProblems):
     """What the page shows for one version of the inputs."""
 
     version: str
@@ -98,14 +98,6 @@ class Snapshot:
     text: str = ""
     web_html: str = ""
     eml: bytes = b""
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
 
 def _problems_of(exc: Exception, ws_root: Path) -> list[Problem]:

@@ -56,6 +56,7 @@ from .ledger import (
     UNFINISHED,
     BatchInfo,
     Ledger,
+    RecipientLike,
     RecipientRow,
     SendSummary,
 )
@@ -79,21 +80,6 @@ UnknownChoice = Literal["ask", "resend", "skip"]
 
 
 # --------------------------------------------------------------------------- pieces
-
-
-class SubscriberLike(Protocol):
-    """What sending needs of a subscriber (subscribers.Subscriber and ledger.RecipientRow)."""
-
-    @property
-    def email(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def first_name(self) -> str | None: ...
-    @property
-    def language(self) -> str | None: ...
-    @property
-    def list_name(self) -> str: ...
 
 
 class Progress(Protocol):
@@ -177,10 +163,10 @@ class Personalizer:
     def url(self, email: str, list_name: str) -> str:
         return f"{self.base}u/{self.sign(email, list_name)}"
 
-    def __call__(self, s: SubscriberLike) -> Recipient:
+    def __call__(self, s: RecipientLike) -> Recipient:
         return self.batch([s])[0]
 
-    def batch(self, people: Sequence[SubscriberLike]) -> list[Recipient]:
+    def batch(self, people: Sequence[RecipientLike]) -> list[Recipient]:
         """Many at once: the per-recipient loop is the hot path of a large send."""
         base, language, mailto = self.base + "u/", self.language, self.mailto
         sign = self.sign
@@ -202,7 +188,7 @@ class Personalizer:
         return out
 
 
-def row_of(s: SubscriberLike) -> RecipientRow:
+def row_of(s: RecipientLike) -> RecipientRow:
     return RecipientRow(s.email, s.name, s.first_name, s.language, s.list_name)
 
 
@@ -270,10 +256,10 @@ class SendEngine:
     def run(
         self,
         send_id: int,
-        subscribers: Iterable[SubscriberLike],
+        subscribers: Iterable[RecipientLike],
         *,
         refresh: Callable[[], object] | None = None,
-        exclude: Callable[[SubscriberLike], bool] | None = None,
+        exclude: Callable[[RecipientLike], bool] | None = None,
         resend_unknown: bool = False,
     ) -> SendReport:
         summary = self.ledger.send(send_id)
@@ -286,9 +272,9 @@ class SendEngine:
     def _run(
         self,
         summary: SendSummary,
-        subscribers: Iterable[SubscriberLike],
+        subscribers: Iterable[RecipientLike],
         refresh: Callable[[], object] | None,
-        exclude: Callable[[SubscriberLike], bool] | None,
+        exclude: Callable[[RecipientLike], bool] | None,
         resend_unknown: bool,
     ) -> SendReport:
         send_id = summary.id
@@ -333,11 +319,11 @@ class SendEngine:
             raise _Stop(PAUSED, "paused by the user")
 
     def _take(
-        self, iterator: Iterator[SubscriberLike], exclude: Callable[[SubscriberLike], bool] | None
-    ) -> list[SubscriberLike]:
+        self, iterator: Iterator[RecipientLike], exclude: Callable[[RecipientLike], bool] | None
+    ) -> list[RecipientLike]:
         """The next batch's subscribers: pulled from the stream only now, so that the
         suppression list read just before applies to them."""
-        rows: list[SubscriberLike] = []
+        rows: list[RecipientLike] = []
         size = self.batch_size
         if exclude is None:
             for s in iterator:
@@ -366,7 +352,7 @@ class SendEngine:
         self,
         summary: SendSummary,
         info: BatchInfo,
-        rows: Sequence[SubscriberLike],
+        rows: Sequence[RecipientLike],
         report: SendReport,
     ) -> None:
         batch = Batch(
@@ -744,7 +730,7 @@ class SendSession:
         plan.repost_recipients = sum(b.recipients for b in repost)
         return plan
 
-    def _exclusion(self, plan: Plan) -> Callable[[SubscriberLike], bool] | None:
+    def _exclusion(self, plan: Plan) -> Callable[[RecipientLike], bool] | None:
         """Who must not be batched again: already in a batch of this issue (this backend)."""
         issue_id = plan.issue_id
         if not self.ledger.has_recipients(issue_id):
@@ -758,12 +744,12 @@ class SendSession:
             only = plan.resume.id
         already = self.ledger.already_batched
 
-        def exclude(s: SubscriberLike) -> bool:
+        def exclude(s: RecipientLike) -> bool:
             return already(issue_id, s.email, backend=backend, only_send=only)
 
         return exclude
 
-    def _audience(self, plan: Plan) -> tuple[Iterable[SubscriberLike], Callable[[], object]]:
+    def _audience(self, plan: Plan) -> tuple[Iterable[RecipientLike], Callable[[], object]]:
         from .subscribers import Audience
         from .suppressions import SuppressionList
 

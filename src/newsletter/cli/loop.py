@@ -78,7 +78,9 @@ def report(
             " issue with the latest events."
         ),
     ] = None,
-    format: Annotated[Format, typer.Option("--format", help="text, or json for scripts.")] = Format.text,
+    format: Annotated[
+        Format, typer.Option("--format", help="text, or json for scripts.")
+    ] = Format.text,
 ) -> None:
     """How an issue did: deliveries, bounces, opens, clicks, unsubscribes, with a chart."""
     from ..report import build_report, issue_id_of, write_chart
