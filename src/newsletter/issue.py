@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from .errors import IssueError, Problem, format_path
+from .errors import IssueError, NewsletterError, Problem, format_path
 
 MAX_FILE_BYTES = 10_000_000
 MAX_MARKDOWN_CHARS = 10_000
@@ -353,6 +354,24 @@ def read_issue(path: Path) -> Located:
     except ValidationError as exc:
         raise IssueError(_problems_from_validation(exc, located)) from None
     return located
+
+
+_ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def issue_id_of(arg: str) -> str:
+    """`2019-09`, `issues/2019-09.yaml` and `2019-09.yaml` all name issue 2019-09."""
+    name = Path(arg.strip()).name
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    if not _ISSUE_ID.match(name):
+        raise NewsletterError(
+            f"{arg!r} is not an issue id",
+            hint="give the issue's file name without .yaml, e.g. `newsletter report 2019-09`",
+        )
+    return name
 
 
 def iter_issue_files(issues_dir: Path) -> Iterator[Path]:

@@ -15,7 +15,6 @@ unsubscribing.
 from __future__ import annotations
 
 import html
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,6 @@ from .errors import NewsletterError
 from .events import EventRow, EventStore
 
 TOP_LINKS = 10
-_ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -96,21 +94,6 @@ class IssueReport:
 
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def issue_id_of(arg: str) -> str:
-    """`2019-09`, `issues/2019-09.yaml` and `2019-09.yaml` all name issue 2019-09."""
-    name = Path(arg.strip()).name
-    for suffix in (".yaml", ".yml"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    if not _ISSUE_ID.match(name):
-        raise NewsletterError(
-            f"{arg!r} is not an issue id",
-            hint="give the issue's file name without .yaml, e.g. `newsletter report 2019-09`",
-        )
-    return name
 
 
 def _bucket_seconds(span: int) -> int:

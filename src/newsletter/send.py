@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import message, tokens
@@ -937,12 +936,6 @@ def cancel_send(
     return done
 
 
-def issue_id_of(text: str) -> str:
-    """`issues/2019-09.yaml` or `2019-09` -> `2019-09`."""
-    p = Path(text)
-    return p.stem if p.suffix.lower() in (".yaml", ".yml") else text
-
-
 __all__ = [
     "CANCELLED",
     "DEV_SECRET",
@@ -956,7 +949,6 @@ __all__ = [
     "SendSession",
     "cancel_send",
     "issue_content",
-    "issue_id_of",
     "open_backend",
     "parse_send_at",
     "row_of",

@@ -83,7 +83,8 @@ def report(
     ] = Format.text,
 ) -> None:
     """How an issue did: deliveries, bounces, opens, clicks, unsubscribes, with a chart."""
-    from ..report import build_report, issue_id_of, write_chart
+    from ..issue import issue_id_of
+    from ..report import build_report, write_chart
 
     ws = state.workspace()
     result = build_report(ws, issue_id_of(issue) if issue else None)

@@ -396,7 +396,7 @@ def status(
     fmt: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
 ) -> None:
     """Show every send: state, batches done, recipients sent, pending, failed and unknown."""
-    from ..send import issue_id_of
+    from ..issue import issue_id_of
 
     ws = state.workspace()
     if not ws.state_db.exists():
@@ -450,7 +450,8 @@ def cancel(
     issue: Annotated[str, typer.Argument(help="An issue file or id, e.g. 2019-09.")],
 ) -> None:
     """Cancel a scheduled send of an issue (or abandon an unfinished one)."""
-    from ..send import cancel_send, issue_id_of
+    from ..issue import issue_id_of
+    from ..send import cancel_send
 
     ws = state.workspace()
     with Ledger(ws.state_db) as ledger:
