@@ -226,29 +226,20 @@ def _cli_env(stub_url: str) -> dict[str, str]:
     }
 
 
+def _start_send(ws: Path, stub_url: str, **popen: Any) -> subprocess.Popen[Any]:
+    """`newsletter send` of the 2,500-address list "big" as a real process, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))}
+    env.update(_cli_env(stub_url))
+    command = ["send", "issues/2019-09.yaml", "--list", "big", "--yes", "--backend", "sendgrid"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", *command], cwd=ws, env=env, **popen
+    )
+
+
 def _kill_mid_send(ws: Path, stub: StubSendGrid) -> None:
     """Start a real `newsletter send`, let batch 1 through, SIGKILL it while batch 2 hangs."""
     stub.script(ok(), hang(accepted=True))  # batch 2 reaches SendGrid; the answer never comes
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))}
-    env.update(_cli_env(stub.url))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "send",
-            "issues/2019-09.yaml",
-            "--list",
-            "big",
-            "--yes",
-            "--backend",
-            "sendgrid",
-        ],
-        cwd=ws,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = _start_send(ws, stub.url, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert stub.wait_for_sends(2, timeout=60), "the send never reached batch 2"
     finally:
@@ -322,26 +313,8 @@ def test_sigkill_mid_send_then_resend_unknown_repeats_only_that_batch(
 def test_ctrl_c_pauses_after_the_batch_in_flight(workspace: Path, stub: StubSendGrid) -> None:
     expected = write_list(workspace, "big", 2500)
     stub.script(ok(), hang(accepted=True))  # batch 2 is in flight when Ctrl-C comes
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))}
-    env.update(_cli_env(stub.url))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "send",
-            "issues/2019-09.yaml",
-            "--list",
-            "big",
-            "--yes",
-            "--backend",
-            "sendgrid",
-        ],
-        cwd=workspace,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = _start_send(
+        workspace, stub.url, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert stub.wait_for_sends(2, timeout=60)
