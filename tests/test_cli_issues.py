@@ -128,3 +128,21 @@ def test_help_lists_every_command(cli: Any) -> None:
     assert r.code == 0
     for name in ("check", "build", "send", "serve", "subscribers", "suppressions", "archive"):
         assert name in r.out
+
+
+def test_unsubscribe_settings_are_checked(cli: Any, workspace: Path) -> None:
+    cfg = workspace / "newsletter.toml"
+    text = cfg.read_text("utf-8")
+    cfg.write_text(
+        text.replace('unsubscribe_url = "https://', 'unsubscribe_url = "http://'), "utf-8"
+    )
+    r = cli("check", "issues/2019-09.yaml")
+    assert r.code == 2
+    assert "setting `send.unsubscribe_url`: Value error, must be an https:// address" in r.err
+    cfg.write_text(text.replace('unsubscribe_mailto = "', 'unsubscribe_mailto = "mailto:'), "utf-8")
+    assert cli("check", "issues/2019-09.yaml").code == 0  # the mailto: prefix is dropped
+    cfg.write_text(
+        text.replace('unsubscribe_mailto = "', 'unsubscribe_mailto = "not an address '), "utf-8"
+    )
+    r = cli("check", "issues/2019-09.yaml")
+    assert r.code == 2 and "send.unsubscribe_mailto" in r.err

@@ -99,6 +99,25 @@ class Send(_Section):
     unsubscribe_mailto: str | None = None
     ip_pool: str | None = None
 
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _one_click_needs_https(cls, value: HttpUrl) -> HttpUrl:
+        # RFC 8058 one-click, and Gmail's and Yahoo's bulk-sender rules, require https.
+        if value.scheme != "https" and value.host not in ("localhost", "127.0.0.1", "[::1]"):
+            raise ValueError("must be an https:// address (one-click unsubscribe requires https)")
+        return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _plain_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        address = value.strip().removeprefix("mailto:").strip()
+        local, _, domain = address.partition("@")
+        if not local or "." not in domain or any(c in address for c in " <>,;?"):
+            raise ValueError("must be an email address such as unsubscribe@example.org")
+        return address
+
 
 class Server(_Section):
     host: str = "127.0.0.1"
