@@ -55,22 +55,33 @@ def test_over_102000_bytes_is_an_error(workspace: Path) -> None:
 
 
 def test_over_90000_bytes_is_a_warning(workspace: Path) -> None:
-    with_articles(workspace, 20, 60)
+    with_articles(workspace, 18, 40)
     size = [p for p in problems(workspace) if p.code == "size"]
     assert size and size[0].severity == "warning", size
 
 
-def test_image_without_alt_in_markdown(workspace: Path) -> None:
+def test_size_counts_click_tracking_links(workspace: Path) -> None:
+    with_articles(workspace, 20, 30)
+    assert [p.severity for p in problems(workspace) if p.code == "size"] == ["error"]
+    cfg = workspace / "newsletter.toml"
+    cfg.write_text(
+        cfg.read_text("utf-8").replace("click_tracking = true", "click_tracking = false")
+    )
+    assert [p.severity for p in problems(workspace) if p.code == "size"] == ["warning"]
+
+
+def test_picture_in_markdown_is_an_error_and_one_without_alt_is_caught(workspace: Path) -> None:
     edit(
         issue(workspace),
         "    summary: |\n      Technological advances",
         "    summary: |\n      ![](https://www.example.org/x.png) Technological advances",
     )
-    found = [p for p in problems(workspace) if p.code == "img_alt"]
-    assert found[0].severity == "error" and found[0].field == "articles[4].summary"
-    assert found[0].line == 60  # the summary key of the fifth article
+    found = problems(workspace)
+    markdown = [p for p in found if p.code == "markdown_image"]
+    assert markdown[0].severity == "error" and markdown[0].field == "articles[4].summary"
+    assert markdown[0].line == 60  # the summary key of the fifth article
     # and the built HTML really has an image without alt: the output check sees it too
-    assert any("image without alt text in the output" in p.message for p in found)
+    assert any(p.code == "img_alt" and "in the output" in p.message for p in found)
 
 
 def test_non_https_links_are_warnings_with_their_line(workspace: Path) -> None:

@@ -91,12 +91,18 @@ def test_bad_config_names_the_key(cli: Any, workspace: Path) -> None:
     assert "setting `brand.primary`: Value error, must be a colour like #0b5394" in r.err
 
 
-def test_new_writes_a_skeleton_that_checks_clean(cli: Any, workspace: Path) -> None:
+def test_new_writes_a_draft_skeleton_that_checks_clean(cli: Any, workspace: Path) -> None:
     r = cli("new", "--date", "2019-10")
     assert r.code == 0, r.err
     assert (workspace / "issues" / "2019-10.yaml").exists()
     check = cli("check", "issues/2019-10.yaml")
     assert check.code == 0, check.err + check.out
+    assert "the issue is marked as a draft" in check.err  # a warning: not ready to publish
+    assert cli("check", "issues/2019-10.yaml", "--strict").code == 1
+    archive = cli("archive")
+    assert archive.code == 0, archive.err
+    assert not (workspace / "archive-site" / "2019-10").exists()
+    assert (workspace / "archive-site" / "2019-09" / "index.html").exists()
     again = cli("new", "--date", "2019-10")
     assert again.code == 1 and "already exists" in again.err
     assert cli("new", "--date", "October").code == 2
@@ -146,3 +152,28 @@ def test_unsubscribe_settings_are_checked(cli: Any, workspace: Path) -> None:
     )
     r = cli("check", "issues/2019-09.yaml")
     assert r.code == 2 and "send.unsubscribe_mailto" in r.err
+
+
+def test_file_system_errors_are_one_line(cli: Any, workspace: Path) -> None:
+    (workspace / "afile").write_text("x")
+    r = cli("build", "issues/2019-09.yaml", "-o", "afile")
+    assert r.code == 1 and "Traceback" not in r.err
+    assert r.err.startswith("error: ") and "afile" in r.err and "Not a directory" in r.err
+    r = cli("schema", "-o", "no/such/folder/schema.json")
+    assert r.code == 1 and "No such file or directory" in r.err and "Traceback" not in r.err
+
+
+def test_build_outputs_are_readable_by_others(cli: Any, workspace: Path) -> None:
+    assert cli("build", "issues/2019-09.yaml").code == 0
+    mode = (workspace / "build" / "2019-09" / "email.html").stat().st_mode & 0o777
+    assert mode & 0o044 == 0o044  # group and others may read (with the usual umask 022)
+
+
+def test_check_json_reports_a_config_error_as_json(cli: Any, workspace: Path) -> None:
+    cfg = workspace / "newsletter.toml"
+    cfg.write_text(cfg.read_text("utf-8").replace('primary = "#0b5394"', 'primary = "blue"'))
+    r = cli("check", "issues/2019-09.yaml", "--format", "json")
+    assert r.code == 2
+    report = json.loads(r.out)
+    assert report["ok"] is False
+    assert report["problems"][0]["field"] == "brand.primary"

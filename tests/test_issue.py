@@ -173,3 +173,55 @@ def test_json_schema_describes_the_format() -> None:
     article = schema["$defs"]["Article"]
     assert "title" in article["properties"] and article["additionalProperties"] is False
     json.dumps(schema)  # serialisable
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("date: 0", "date: is not a date; write it as YYYY-MM-DD"),
+        ("date: 20191030", "date: is not a date; write it as YYYY-MM-DD"),
+        ("date: 2019-09-30 10:00:00", "date: is not a date; write it as YYYY-MM-DD"),
+    ],
+)
+def test_numbers_are_not_dates(tmp_path: Path, line: str, message: str) -> None:
+    got = problems(write(tmp_path, GOOD.replace("date: 2019-09-30", line)))
+    assert any(f":3:1: {message}" in p for p in got), got
+
+
+def test_booleans_are_not_numbers(tmp_path: Path) -> None:
+    got = problems(
+        write(tmp_path, GOOD.replace("date: 2019-09-30", "date: 2019-09-30\nnumber: true"))
+    )
+    assert any("number: must be a whole number" in p for p in got), got
+
+
+def test_control_character_from_word_is_located(tmp_path: Path) -> None:
+    got = problems(write(tmp_path, GOOD.replace('"First"', '"Fi\x0brst"')))
+    assert got == [
+        f"{tmp_path / '2019-09.yaml'}:5:15: contains an invisible control character U+000B "
+        "(it often comes from pasting text from Word; delete and retype that spot)"
+    ]
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    got = problems(write(tmp_path, GOOD + "\n".join(lines) + "\n"))
+    assert got[0].endswith(
+        "the file expands to more than 20,000 values (remove repeated "
+        "`*alias` references; write each article out in full)"
+    )
+
+
+def test_missing_top_level_field_points_at_line_1(tmp_path: Path) -> None:
+    text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith("date:")) + "\n"
+    got = problems(write(tmp_path, text))
+    assert got == [
+        f"{tmp_path / '2019-09.yaml'}:1:1: date: required field is missing (add `date:`)"
+    ]
+
+
+def test_image_wider_than_the_column_is_refused(tmp_path: Path) -> None:
+    text = GOOD + "    image: {src: https://www.example.org/a.png, alt: a, width: 600}\n"
+    got = problems(write(tmp_path, text))
+    assert any("articles[0].image.width: must be 552 or less" in p for p in got), got

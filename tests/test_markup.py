@@ -48,3 +48,20 @@ def test_text_lists() -> None:
 def test_text_has_no_markup_debris() -> None:
     out = to_text("**bold** and *italic* and `code`")
     assert out == "bold and italic and code"
+
+
+def test_bare_urls_move_to_their_own_line_once() -> None:
+    text = to_text("Details at <https://www.example.org/report> and <a@example.org>.")
+    assert text.splitlines() == [
+        "Details at [1] and a@example.org.",
+        "",
+        "[1] https://www.example.org/report",
+    ]
+
+
+def test_indented_lines_are_text_not_code_blocks() -> None:
+    source = (
+        "The agenda:\n\n    09:00  Opening session with the regional director and the ministers"
+    )
+    assert "<pre>" not in to_html(source) and "<code>" not in to_html(source)
+    assert all(len(line) <= 72 for line in to_text(source).splitlines())

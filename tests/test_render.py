@@ -117,3 +117,54 @@ def test_rendering_twice_is_byte_identical(workspace: Path) -> None:
     assert r.mjml(located) == Renderer(ws).mjml(located)
     a, b = compose(ws, path, r), compose(ws, path)
     assert (a.html, a.text, a.web_html) == (b.html, b.text, b.web_html)
+
+
+def test_undefined_value_in_a_partial_names_the_partial_and_line(workspace: Path) -> None:
+    ws, path = sample(workspace)
+    header = workspace / "templates" / "default" / "_header.mjml.j2"
+    lines = header.read_text("utf-8").splitlines()
+    lines[9] = lines[9] + " {{ nosuch.thing }}"
+    header.write_text("\n".join(lines) + "\n", "utf-8")
+    with pytest.raises(TemplateError) as info:
+        compose(ws, path)
+    problem = info.value.problems[0]
+    assert (problem.path, problem.line) == (header, 10)
+
+
+def test_runtime_error_in_a_template_is_located(workspace: Path) -> None:
+    ws, path = sample(workspace)
+    article = workspace / "templates" / "default" / "_article.mjml.j2"
+    text = article.read_text("utf-8").replace(
+        "{{ article.title }}</a>", '{{ "%d" | format(article.title) }}</a>'
+    )
+    article.write_text(text, "utf-8")
+    with pytest.raises(TemplateError) as info:
+        compose(ws, path)
+    assert info.value.problems[0].path == article
+    assert "template error: TypeError" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('month_year = "{month} de {year}"', 'month_year = "{mes} de {year}"', "es.month_year"),
+        ('"noviembre", "diciembre"]', '"noviembre"]', "es.months"),
+    ],
+)
+def test_label_mistakes_name_the_key(workspace: Path, old: str, new: str, field: str) -> None:
+    ws, path = sample(workspace)
+    labels = workspace / "templates" / "default" / "labels.toml"
+    labels.write_text(labels.read_text("utf-8").replace(old, new), "utf-8")
+    path.write_text(path.read_text("utf-8").replace("language: en", "language: es"), "utf-8")
+    with pytest.raises(TemplateError) as info:
+        compose(ws, path)
+    assert info.value.problems[0].field == field
+    assert info.value.problems[0].path == labels
+
+
+def test_right_to_left_languages_set_dir_and_alignment(workspace: Path) -> None:
+    ws, path = sample(workspace)
+    path.write_text(path.read_text("utf-8").replace("language: en", "language: ar"), "utf-8")
+    html = compose(ws, path).html
+    assert '<html lang="ar" dir="rtl"' in html
+    assert "text-align:right" in html

@@ -102,6 +102,8 @@ def compose_all(
         except InputError as exc:
             problems.extend(exc.problems)
             continue
+        if b.located.issue.draft:
+            continue  # drafts are not published (and their draft warning is no problem here)
         problems.extend(b.problems)
         built.append(b)
     if strict:

@@ -23,7 +23,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    BeforeValidator,
     HttpUrl,
+    StrictInt,
     UrlConstraints,
     ValidationError,
     field_validator,
@@ -46,6 +48,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+def _date_text(value: Any) -> Any:
+    """Dates are written YYYY-MM-DD; a bare number would be read as seconds since 1970."""
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("is not a date; write it as YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("is not a date; write it as YYYY-MM-DD") from None
+
+
+IssueDate = Annotated[dt.date, BeforeValidator(_date_text)]
+
+
 class Image(_Model):
     """An article picture; ``alt`` is required because screen readers and blocked images need it."""
 
@@ -53,7 +70,9 @@ class Image(_Model):
     alt: str = Field(
         min_length=1, max_length=300, description="what the picture shows, for screen readers"
     )
-    width: int | None = Field(default=None, ge=16, le=600, description="display width in px")
+    width: int | None = Field(
+        default=None, ge=16, le=552, description="display width in px (the column is 552 px)"
+    )
 
 
 class Article(_Model):
@@ -63,7 +82,7 @@ class Article(_Model):
     image: Image | None = None
     category: str | None = Field(default=None, max_length=80)
     location: str | None = Field(default=None, max_length=120)
-    date: dt.date | None = None
+    date: IssueDate | None = None
     button: str | None = Field(
         default=None, max_length=40, description='button text, default "Read more"'
     )
@@ -74,13 +93,16 @@ class Issue(_Model):
 
     subject: str = Field(min_length=1, max_length=200, description="email subject line")
     preheader: str | None = Field(default=None, max_length=300, description="inbox preview text")
-    date: dt.date
-    number: int | None = Field(default=None, ge=1)
+    date: IssueDate
+    number: StrictInt | None = Field(default=None, ge=1)
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
     intro: str | None = Field(default=None, max_length=MAX_MARKDOWN_CHARS, description="Markdown")
     articles: list[Article] = Field(min_length=1, max_length=MAX_ARTICLES)
     closing: str | None = Field(default=None, max_length=MAX_MARKDOWN_CHARS, description="Markdown")
     greeting: bool = Field(default=True, description="start with 'Hello <first name>,'")
+    draft: bool = Field(
+        default=False, description="a draft is not published in the archive nor sent"
+    )
 
     @field_validator("subject", "preheader")
     @classmethod
@@ -116,7 +138,8 @@ class Located:
         return None
 
     def problem(self, field_path: str, message: str, **kw: Any) -> Problem:
-        pos = self.where(field_path)
+        # A missing top-level field has no position of its own: point at the file's start.
+        pos = self.where(field_path) or (1, 1)
         return Problem(
             message=message,
             path=self.path,
@@ -127,8 +150,18 @@ class Located:
         )
 
 
+class _TooManyNodes(Exception):
+    pass
+
+
 def _positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
-    """Record 1-based (line, column) of every key's value and every list item."""
+    """Record 1-based (line, column) of every key's value and every list item.
+
+    YAML aliases (`*name`) can make a small file expand exponentially; an issue has a
+    few hundred values, so past MAX_NODES we stop instead of hanging.
+    """
+    if len(out) > MAX_NODES:
+        raise _TooManyNodes
     if isinstance(node, CommentedMap):
         for key in node:
             path = f"{prefix}.{key}" if prefix else str(key)
@@ -230,6 +263,10 @@ def _problems_from_validation(exc: ValidationError, located: Located) -> list[Pr
             hint = "use a code such as en, es or pt-BR"
         elif kind.startswith("url"):
             hint = "write the full address, e.g. https://www.example.org/page"
+        elif kind in ("greater_than_equal", "less_than_equal"):
+            ctx = err.get("ctx") or {}
+            limit = ctx.get("ge", ctx.get("le"))
+            message = f"must be {limit} or {'more' if kind == 'greater_than_equal' else 'less'}"
         elif kind == "value_error":
             message = err["msg"].removeprefix("Value error, ")
         problems.append(located.problem(path, message, hint=hint, code=kind))
@@ -252,7 +289,7 @@ def _yaml_problem(path: Path, exc: YAMLError) -> Problem:
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
             line, col = mark.line + 1, mark.column + 1
-    elif "\\t" in problem or "'\\t'" in problem or "tab" in problem.lower():
+    elif "'\\t'" in str(exc):
         problem = "a tab character is used for indentation"
         hint = "indent with spaces only; set your editor to insert spaces"
         code = "tab"
@@ -282,6 +319,29 @@ def _yaml() -> YAML:
     return y
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_NODES = 20_000
+
+
+def _control_characters(path: Path, text: str) -> list[Problem]:
+    """Invisible control characters (Word's Shift+Enter is U+000B) that YAML refuses."""
+    problems = []
+    for m in list(_CONTROL.finditer(text))[:10]:
+        line = text.count("\n", 0, m.start()) + 1
+        col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+        problems.append(
+            Problem(
+                message=f"contains an invisible control character U+{ord(m.group()):04X}",
+                path=path,
+                line=line,
+                column=col,
+                hint="it often comes from pasting text from Word; delete and retype that spot",
+                code="control_character",
+            )
+        )
+    return problems
+
+
 def read_issue(path: Path) -> Located:
     """Read and validate an issue file; raise IssueError listing every problem found."""
     try:
@@ -296,6 +356,8 @@ def read_issue(path: Path) -> Located:
         ) from None
     except IsADirectoryError:
         raise IssueError(Problem(message="is a folder, not an issue file", path=path)) from None
+    except OSError as exc:
+        raise IssueError(Problem(message=f"cannot be read: {exc.strerror}", path=path)) from None
     if len(raw) > MAX_FILE_BYTES:
         raise IssueError(
             Problem(
@@ -332,6 +394,9 @@ def read_issue(path: Path) -> Located:
                 code="empty",
             )
         )
+    control = _control_characters(path, text)
+    if control:
+        raise IssueError(control)
     try:
         data = _yaml().load(text)
     except YAMLError as exc:
@@ -347,7 +412,18 @@ def read_issue(path: Path) -> Located:
             )
         )
     positions: dict[str, Position] = {}
-    _positions(data, "", positions)
+    try:
+        _positions(data, "", positions)
+    except _TooManyNodes:
+        raise IssueError(
+            Problem(
+                message=f"the file expands to more than {MAX_NODES:,} values",
+                path=path,
+                line=1,
+                hint="remove repeated `*alias` references; write each article out in full",
+                code="too_many_values",
+            )
+        ) from None
     located = Located(issue=None, path=path, positions=positions)  # type: ignore[arg-type]
     try:
         located.issue = Issue.model_validate(_plain(data))

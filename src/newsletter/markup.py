@@ -21,7 +21,11 @@ WIDTH = 72
 
 @lru_cache(maxsize=1)
 def _md() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False, "typographer": False})
+    # No code blocks: staff never mean one, and an accidentally indented line would become
+    # a <pre> wider than a phone screen.
+    return MarkdownIt("commonmark", {"html": False, "typographer": False}).disable(
+        ["code", "fence"]
+    )
 
 
 def to_html(source: str) -> str:
@@ -65,10 +69,10 @@ def _inline_text(token: Token, links: list[str]) -> str:
             if not href:
                 continue
             label = href.removeprefix("mailto:")
-            # A bare address or URL needs no footnote: it is already readable as is.
             if parts and parts[-1].strip() in (href, label):
+                # A bare address stays as it is; a bare URL moves to its own line.
                 if href.startswith(("http://", "https://")):
-                    parts[-1] = parts[-1] + f" [{_ref(links, href)}]"
+                    parts[-1] = parts[-1].replace(parts[-1].strip(), f"[{_ref(links, href)}]")
                 continue
             parts.append(f" [{_ref(links, href)}]")
         elif child.type == "image":

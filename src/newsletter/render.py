@@ -26,6 +26,7 @@ from .message import FIRST_NAME_HTML, FIRST_NAME_TEXT, UNSUBSCRIBE_URL
 EMAIL_TEMPLATE = "email.mjml.j2"
 TEXT_TEMPLATE = "text.txt.j2"
 LABELS_FILE = "labels.toml"
+RTL_LANGUAGES = {"ar", "he", "fa", "ur", "yi", "ps", "sd", "ug", "dv", "ckb"}
 
 
 def _autoescape(name: str | None) -> bool:
@@ -83,13 +84,49 @@ class Renderer:
         base = dict(self.labels.get("en", {}))
         base.update(self.labels.get(language.split("-")[0], {}))
         base.update(self.labels.get(language, {}))
+        self._check_labels(language, base)
         return base
+
+    def _check_labels(self, language: str, labels: dict[str, Any]) -> None:
+        """Catch a translator's slip (a misspelt {field}, eleven months) with its key."""
+        path = self.theme_dir / LABELS_FILE
+        months = labels.get("months")
+        if months is not None and (
+            not isinstance(months, list) or len(months) != 12 or not all(months)
+        ):
+            raise TemplateError(
+                Problem(
+                    message=f"[{language}] months must list the 12 month names",
+                    path=path,
+                    field=f"{language}.months",
+                    code="labels",
+                )
+            )
+        sample = {"day": 1, "month": "May", "year": 2019, "org": "Org"}
+        for key in ("month_year", "day_month_year", "why"):
+            value = labels.get(key)
+            if value is None:
+                continue
+            try:
+                str(value).format(**sample)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise TemplateError(
+                    Problem(
+                        message=f"[{language}] {key} = {value!r}: unknown or broken "
+                        f"placeholder ({exc})",
+                        path=path,
+                        field=f"{language}.{key}",
+                        hint="placeholders are {day}, {month}, {year} and {org}",
+                        code="labels",
+                    )
+                ) from None
 
     def context(self, located: Located, *, web: bool) -> dict[str, Any]:
         issue = located.issue
         cfg = self.config
         lang = issue.language or cfg.language
         labels = self.labels_for(lang)
+        rtl = lang.split("-")[0].lower() in RTL_LANGUAGES
         months = labels.get("months") or [str(m) for m in range(1, 13)]
 
         def long_date(d: Any) -> str:
@@ -119,6 +156,8 @@ class Renderer:
             "issue": issue,
             "issue_id": located.issue_id,
             "lang": lang,
+            "dir": "rtl" if rtl else "ltr",
+            "start": "right" if rtl else "left",  # where lines of text begin
             "labels": labels,
             "web": web,
             "org": {
@@ -168,13 +207,37 @@ class Renderer:
                 )
             ) from None
         except jinja2.UndefinedError as exc:
+            path, line = self._where(exc, name)
             raise TemplateError(
                 Problem(
                     message=f"template uses an undefined value: {exc.message}",
-                    path=self.theme_dir / name,
+                    path=path,
+                    line=line,
                     code="template_undefined",
                 )
             ) from None
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError) as exc:
+            path, line = self._where(exc, name)
+            raise TemplateError(
+                Problem(
+                    message=f"template error: {type(exc).__name__}: {exc}",
+                    path=path,
+                    line=line,
+                    code="template_runtime",
+                )
+            ) from None
+
+    def _where(self, exc: BaseException, name: str) -> tuple[Path, int | None]:
+        """The theme file and line where rendering failed (Jinja2 maps its frames to them)."""
+        found: tuple[Path, int | None] = (self.theme_dir / name, None)
+        tb = exc.__traceback__
+        theme = str(self.theme_dir)
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.startswith(theme):
+                found = (Path(filename), tb.tb_lineno)
+            tb = tb.tb_next
+        return found
 
     def mjml(self, located: Located, *, web: bool = False) -> str:
         return self._render(EMAIL_TEMPLATE, self.context(located, web=web))

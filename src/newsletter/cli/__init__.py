@@ -128,4 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code
+    except OSError as exc:  # a folder that does not exist, a file we may not write, a full disk
+        if state.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"error: {where}{exc.strerror or exc}", markup=False, soft_wrap=True)
+        return 1
     return 0

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import IssueError, NewsletterError, Problem, TemplateError
+from ..errors import ConfigError, IssueError, NewsletterError, Problem, TemplateError
 from . import app, console, err_console, state
 
 
@@ -41,11 +41,16 @@ def check(
     """Check an issue for mistakes before anyone sees it. Exit 0 clean, 1 problems found."""
     from ..build import compose
 
-    ws = state.workspace()
+    exit_code = 1
     try:
-        problems = compose(ws, issue).problems
+        problems = compose(state.workspace(), issue).problems
     except (IssueError, TemplateError) as exc:
         problems = exc.problems
+    except ConfigError as exc:
+        if fmt is not Format.json:
+            raise
+        problems = [Problem(message=exc.message, field=exc.key, hint=exc.hint, code="config")]
+        exit_code = exc.exit_code
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]
     failed = bool(errors) or (strict and bool(warnings))
@@ -67,7 +72,7 @@ def check(
         console.print(
             f"{issue}: {len(errors)} error(s), {len(warnings)} warning(s): {verdict}", markup=False
         )
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(exit_code if failed else 0)
 
 
 @app.command()
