@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from newsletter.esp.sendgrid_events import BatchError, normalise_event, parse_batch
-from newsletter.events import Event, EventStore, suppressing
+from newsletter.esp.sendgrid_events import BatchError, decode, normalise_event, parse_batch
+from newsletter.events import Event, EventStore, PendingSuppression, pending_keys, suppressing
 
 
 def item(event: str, email: str = "Ana.Lopez@Example.org", **extra: object) -> dict[str, object]:
@@ -192,3 +193,70 @@ def test_unwritable_state_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(EventStoreError, match="cannot open the state database"):
         store.add([_event(1)])
+
+
+def test_a_timestamp_that_is_no_sane_time_reads_as_unknown() -> None:
+    before = int(time.time())
+    for value in (
+        float("nan"),
+        float("inf"),
+        "inf",
+        "-Infinity",
+        "NaN",
+        10**20,
+        2**33,
+        -1,
+        "1e400",
+        "9" * 5000,
+        True,
+        [1],
+    ):
+        at = normalise_event(item("open", timestamp=value)).at
+        assert before <= at <= int(time.time()) + 1, value  # the time it arrived
+    for value, expected in ((0, 0), (2**33 - 1, 2**33 - 1), (1568600001.9, 1568600001)):
+        assert normalise_event(item("open", timestamp=value)).at == expected
+
+
+def test_a_batch_with_absurd_numbers_keeps_its_good_events() -> None:
+    body = (
+        b'[{"event":"open","email":"a@b.org","timestamp":' + b"7" * 5000 + b"},"
+        b'{"event":"open","email":"c@d.org","timestamp":NaN,"nl_send":' + b"1" * 5000 + b"},"
+        b'{"event":"delivered","email":"e@f.org","timestamp":1568600000}]'
+    )
+    parsed = parse_batch(decode(body))
+    assert [e.email for e in parsed.events] == ["a@b.org", "c@d.org", "e@f.org"]
+    assert parsed.events[2].at == 1568600000 and parsed.skipped == []
+    for bad in (b"[1,", b"\xff\xfe", b"[" * 100_000):
+        with pytest.raises(BatchError, match="malformed JSON"):
+            decode(bad)
+
+
+def test_idn_addresses_are_stored_in_one_spelling() -> None:
+    ascii_form = normalise_event(item("delivered", email="Ana@XN--BCHER-KVA.example"))
+    unicode_form = normalise_event(item("delivered", email="ana@Bücher.example"))
+    assert ascii_form.email == unicode_form.email == "ana@bücher.example"
+
+
+def test_pending_suppressions_wait_in_the_state_database(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    assert pending_keys(db) == frozenset()  # no database: nothing, and none created
+    assert not db.exists()
+    store = EventStore(db)
+    store.set_state("x", "1")  # the file and the tables exist now
+    assert pending_keys(db) == frozenset()
+    waiting = [
+        PendingSuppression("b@x.org", "b@x.org", "bounced", "sendgrid-webhook:bounced", "t1"),
+        PendingSuppression("a@x.org", "A@x.org", "unsubscribed", "one-click", "t2"),
+    ]
+    assert store.add([_event(1)], waiting) == 1
+    again = PendingSuppression("a@x.org", "a@x.org", "spam", "later", "t3")
+    assert store.add([_event(1)], [again]) == 0
+    assert store.pending() == waiting  # arrival order; the first entry for a key stays
+    assert pending_keys(db) == {"a@x.org", "b@x.org"}  # read-only, from another connection
+    store.forget_pending(["b@x.org"])
+    assert [p.key for p in store.pending()] == ["a@x.org"]
+    store.close()
+    # A database with only the ledger's tables (no server ever ran) has none waiting.
+    other = tmp_path / "ledger-only.db"
+    sqlite3.connect(other).execute("CREATE TABLE sends (id INTEGER)").connection.close()
+    assert pending_keys(other) == frozenset()

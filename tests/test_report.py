@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from conftest import TEST_ENV
+from newsletter.esp.sendgrid_events import normalise_event
 from newsletter.events import Event, EventRow, EventStore
 from newsletter.ledger import Ledger, RecipientRow
 from newsletter.report import chart_svg, summarise
+from newsletter.subscribers import suppression_key
 
 T0 = 1_568_620_800  # 2019-09-16 08:00 UTC
 
@@ -167,3 +169,33 @@ def test_nothing_to_report_is_a_clear_message(
     result = cli(*args, env=TEST_ENV)
     assert result.code == 1
     assert message in result.err and "Traceback" not in result.err
+
+
+def test_one_click_unsubscribes_of_idn_addresses_are_counted(cli: Any, workspace: Path) -> None:
+    """SendGrid reports xn-- domains; our links (and suppressions) carry the Unicode form."""
+    sg_item = {
+        "event": "delivered",
+        "email": "new@XN--BCHER-KVA.example",
+        "timestamp": T0 + 60,
+        "sg_event_id": "sg-new",
+        "nl_issue": "2019-09",
+    }
+
+    def one_click(n: int, email: str) -> Event:
+        key = suppression_key(email)
+        return Event(f"one-click:sample:{key}", "one-click", "unsubscribe", key, T0 + 600 + n)
+
+    events = [
+        normalise_event(sg_item),  # stored now: one spelling
+        ev(2, "delivered", "old@xn--bcher-kva.example", 1),  # stored as SendGrid wrote it
+        ev(3, "delivered", "both@xn--bcher-kva.example", 1),
+        ev(4, "unsubscribe", "both@xn--bcher-kva.example", 5),  # SendGrid's link, too
+        one_click(1, "new@bücher.example"),
+        one_click(2, "Old@Bücher.example"),
+        one_click(3, "both@bücher.example"),
+    ]
+    _record(workspace, events, sent=3)
+    result = cli("report", "2019-09", "--format", "json", env=TEST_ENV)
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert (data["delivered"], data["unsubscribes"]) == (3, 3)  # each person once

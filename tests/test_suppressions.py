@@ -11,12 +11,15 @@ import pytest
 
 from newsletter.cli.audience import Reason
 from newsletter.errors import SubscriberListError
+from newsletter.events import EventStore
 from newsletter.suppressions import (
     HEADER,
     REASONS,
     Suppression,
     SuppressionList,
     add_suppressions,
+    merge_pending,
+    pending_entry,
     read_suppressions,
 )
 
@@ -192,3 +195,95 @@ def test_concurrent_adds_from_two_processes_lose_nothing(tmp_path: Path) -> None
     assert len(emails) == len(expected) == 3 * count  # nothing lost, nothing twice
     assert set(emails) == expected
     assert path.read_text().count(",".join(HEADER)) == 1
+
+
+def test_a_bad_row_written_by_hand_never_blocks_an_append(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    path.write_text(
+        "email,reason,source,at\n"
+        "old@example.org,bounced,,\n"
+        "not-an-address,manual,phone,\n"
+        "typo@example.org,unsubcribed,phone,\n",
+        encoding="utf-8",
+    )
+    before = path.read_bytes()
+    added = add_suppressions(
+        path, [entry("new@example.org"), entry("OLD@example.org"), entry("typo@example.org")]
+    )
+    # Deduped against the readable rows; the typo'd row is no suppression, so it is added.
+    assert [s.email for s in added] == ["new@example.org", "typo@example.org"]
+    assert path.read_bytes() == before + (
+        f"new@example.org,manual,test,{AT}\ntypo@example.org,manual,test,{AT}\n".encode()
+    )
+    # Readers that decide who gets mail still stop at the first bad row, naming it.
+    with pytest.raises(SubscriberListError) as info:
+        list(read_suppressions(path))
+    assert (info.value.line, info.value.field) == (3, "email")
+    with pytest.raises(SubscriberListError):
+        SuppressionList(path)
+    lenient = SuppressionList(path, strict=False)
+    assert [(p.line, p.field) for p in lenient.skipped] == [(3, "email"), (4, "reason")]
+    assert lenient.contains("new@example.org") and not lenient.contains("not-an-address")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'email,reason\na@example.org,"manual\n',  # an open quote would swallow our row
+        b"email,reason\n\xe9@example.org,manual\n",  # Latin-1: appending UTF-8 would mix
+        b"address;why\na@example.org;manual\n",  # no email column: where would it go?
+    ],
+)
+def test_a_file_that_cannot_safely_take_a_row_is_left_alone(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "suppressions.csv"
+    path.write_bytes(content)
+    with pytest.raises(SubscriberListError):
+        add_suppressions(path, [entry("new@example.org")])
+    assert path.read_bytes() == content
+
+
+def test_a_workspace_list_counts_what_waits_in_the_state_database(workspace: Path) -> None:
+    path = workspace / "subscribers" / "suppressions.csv"
+    store = EventStore(workspace / ".newsletter" / "state.db")
+    sl = SuppressionList(path)
+    assert not sl.contains("ana.lopez@example.org") and sl.contains("chloe.martin@example.net")
+    store.add([], [pending_entry(entry("Ana.Lopez@Example.org", "unsubscribed"))])
+    assert sl.refresh() is True  # the CSV did not change; the waiting entry did
+    assert sl.contains("ana.lopez@example.org") and len(sl) == 2
+    assert not SuppressionList(path, pending_db=None).contains("ana.lopez@example.org")
+    assert SuppressionList(workspace / "elsewhere.csv").pending_db is None
+
+    added = merge_pending(store, path)
+    assert [(s.email, s.reason) for s in added] == [("Ana.Lopez@example.org", "unsubscribed")]
+    assert store.pending() == [] and merge_pending(store, path) == []
+    assert sl.refresh() is True and sl.contains("ana.lopez@example.org") and len(sl) == 2
+    # Merging again after a crash between append and forget adds nothing twice.
+    store.add([], [pending_entry(entry("ana.lopez@example.org", "spam"))])
+    assert merge_pending(store, path) == [] and store.pending() == []
+    assert path.read_text(encoding="utf-8").lower().count("ana.lopez@example.org") == 1
+    store.close()
+
+
+def test_the_lenient_list_survives_a_file_it_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / "suppressions.csv"
+    add_suppressions(path, [entry("a@example.org")])
+    sl = SuppressionList(path, strict=False)
+    assert sl.contains("a@example.org") and sl.problem is None
+    path.unlink()
+    path.mkdir()
+    sl.refresh()  # no exception: the server keeps serving
+    assert not sl.contains("a@example.org") and sl.problem and "Is a directory" in sl.problem
+
+
+def test_a_writer_hands_what_it_read_to_the_servers_cache(tmp_path: Path) -> None:
+    """The server's cache must not read a large file again right after its own append."""
+    path = tmp_path / "suppressions.csv"
+    add_suppressions(path, [entry("a@example.org")])
+    cache = SuppressionList(path, strict=False)
+    add_suppressions(path, [entry("b@example.org")])  # someone else: the cache is behind
+    add_suppressions(path, [entry("c@example.org")], cache=cache)
+    assert cache.contains("b@example.org") and cache.contains("c@example.org")
+    assert cache.refresh() is False  # already exactly what the file holds: no re-read
+    strict = SuppressionList(path)
+    add_suppressions(path, [entry("d@example.org")], cache=strict)  # strict lists re-read
+    assert not strict.contains("d@example.org") and strict.refresh() is True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from newsletter.esp.sendgrid_sync import (
     SuppressionsAPI,
     sync_suppressions,
 )
+from newsletter.events import EventStore
+from newsletter.suppressions import Suppression, pending_entry
 from prism import prism
 from stub_suppressions import Scripted, Stub, stub_sendgrid
 
@@ -257,3 +260,49 @@ def test_backoff_without_retry_after_is_bounded() -> None:
     with pytest.raises(ProviderUnavailable, match="502"):
         api.get(UNSUBS)
     assert waits == [2.0, 4.0, 8.0]
+
+
+def test_sync_also_merges_what_the_server_could_not_write(cli: Any, workspace: Path) -> None:
+    store = EventStore(workspace / ".newsletter" / "state.db")
+    waiting = Suppression(
+        "ana.lopez@example.org", "unsubscribed", "one-click", "2019-09-20T10:00:00+00:00"
+    )
+    store.add([], [pending_entry(waiting)])
+    store.close()
+    stub = Stub(lists={UNSUBS: [], BOUNCES: [], SPAM: []})
+    with stub_sendgrid(stub):
+        result = cli("suppressions", "sync", env=env(stub.url))
+    assert result.code == 0, result.err
+    assert rows(workspace)[-1] == {
+        "email": "ana.lopez@example.org",
+        "reason": "unsubscribed",
+        "source": "one-click",
+        "at": "2019-09-20T10:00:00+00:00",
+    }
+    conn = sqlite3.connect(workspace / ".newsletter" / "state.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM pending_suppressions").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_nonsense_creation_dates_become_the_sync_time(workspace: Path) -> None:
+    stub = Stub(
+        lists={
+            UNSUBS: [
+                {"email": "a@example.org", "created": 10**20},
+                {"email": "b@example.org", "created": -1},
+                {"email": "c@example.org", "created": 1_600_000_000},
+            ],
+            BOUNCES: [],
+            SPAM: [],
+        }
+    )
+    with stub_sendgrid(stub):
+        api = SuppressionsAPI(stub.url, "SG.x")
+        result = sync_suppressions(Workspace(workspace), api)
+        api.close()
+    at = {r["email"]: r["at"] for r in rows(workspace)}
+    synced = datetime.fromtimestamp(result.synced_at, UTC).isoformat(timespec="seconds")
+    assert (at["a@example.org"], at["b@example.org"]) == (synced, synced)
+    assert at["c@example.org"] == "2020-09-13T12:26:40+00:00"

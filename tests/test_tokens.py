@@ -69,3 +69,33 @@ def test_forged_truncated_or_altered_tokens_fail_with_one_message() -> None:
 def test_newlines_cannot_smuggle_a_different_list() -> None:
     with pytest.raises(ValueError):
         make_token("ana@example.org\nother", "sample", [NEW])
+
+
+def test_only_the_exact_spelling_we_wrote_verifies() -> None:
+    """base64 decoding skips stray characters and extra padding; the link must not."""
+    t = make_token("ana@example.org", "sample", [NEW])
+    body, sig = t.split(".")
+    assert verify_token(t, [NEW]).email == "ana@example.org"
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+    def same_bits(char: str) -> str:  # differs only in the low bit, which decoding drops
+        return last[last.index(char) ^ 1]
+
+    assert len(body) % 4 and len(sig) % 4  # both end in a character with unused bits
+    altered = [
+        t[:5] + "~~~~" + t[5:],
+        t + "==",
+        t[:5] + "=" + t[5:],
+        t[:5] + "\n" + t[5:],
+        t + "\n",
+        f"{body}=.{sig}",
+        f"{body}.{sig[:-1]}{same_bits(sig[-1])}",
+        f"{body[:-1]}{same_bits(body[-1])}.{sig}",
+        f" {t}",
+        t.replace("-", "+").replace("_", "/"),
+    ]
+    for bad in altered:
+        if bad == t:
+            continue
+        with pytest.raises(TokenError):
+            verify_token(bad, [NEW])

@@ -8,16 +8,23 @@ of it.  Each row keeps the provider's raw JSON beside our normalised fields, so
 a question nobody thought of today can still be answered from the data later.
 
 The tables live in the same file as the send ledger (``ws.state_db``) but are
-our own: this module never writes the ledger's tables.  Nothing here knows a
-provider's field names; ``esp/sendgrid_events.py`` translates them into
-:class:`Event`.
+our own: this module never writes the ledger's tables.
+
+``pending_suppressions`` holds suppressions the server has promised (it answered
+200) but could not yet append to ``suppressions.csv``: they are committed in the
+same transaction as the events, so an unwritable CSV costs nothing, and
+:func:`newsletter.suppressions.merge_pending` moves them into the CSV later.
+Readers of the suppression list include them meanwhile (:func:`pending_keys`).
+
+Nothing here knows a provider's field names; ``esp/sendgrid_events.py``
+translates them into :class:`Event`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +69,14 @@ CREATE TABLE IF NOT EXISTS esp_events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS esp_events_issue ON esp_events (issue_id, kind);
 CREATE INDEX IF NOT EXISTS esp_events_email ON esp_events (email, at);
+CREATE TABLE IF NOT EXISTS pending_suppressions (
+    key         TEXT PRIMARY KEY,
+    email       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);  -- a rowid table: merged in arrival order
 CREATE TABLE IF NOT EXISTS loop_state (
     key        TEXT PRIMARY KEY,
     value      TEXT NOT NULL,
@@ -102,6 +117,17 @@ class Event:
     machine: bool = False  # an open by a machine (e.g. Apple Mail Privacy Protection)
     suppress: str | None = None
     raw: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSuppression:
+    """A suppression recorded in SQLite, not yet in suppressions.csv (``key``: its match key)."""
+
+    key: str
+    email: str
+    reason: str
+    source: str
+    at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +183,13 @@ class EventStore:
                 self._conn.close()
                 self._conn = None
 
-    def add(self, events: Sequence[Event]) -> int:
-        """Store events not seen before, in one transaction; return how many were new."""
-        if not events:
+    def add(self, events: Sequence[Event], pending: Sequence[PendingSuppression] = ()) -> int:
+        """Store events not seen before and pending suppressions, in one transaction.
+
+        Returns how many events were new.  A pending suppression already recorded
+        for the same key is kept as it was.
+        """
+        if not events and not pending:
             return 0
         received = utc_now_iso()
         rows = [
@@ -181,24 +211,76 @@ class EventStore:
             )
             for e in events
         ]
+        held = [(p.key, p.email, p.reason, p.source, p.at, received) for p in pending]
         with self._lock:
             conn = self._connect()
             try:
-                before = conn.total_changes
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    before = conn.total_changes
                     conn.executemany(
                         f"INSERT OR IGNORE INTO esp_events ({_COLUMNS})"
                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         rows,
                     )
+                    new = conn.total_changes - before
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO pending_suppressions"
+                        " (key, email, reason, source, at, received_at) VALUES (?,?,?,?,?,?)",
+                        held,
+                    )
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
-                return conn.total_changes - before
+                return new
             except sqlite3.Error as exc:
                 raise EventStoreError(f"{self.path}: cannot store events: {exc}") from exc
+
+    def pending(self) -> list[PendingSuppression]:
+        """Suppressions recorded here but not yet merged into suppressions.csv, oldest first."""
+        with self._lock:
+            try:
+                cur = self._connect().execute(
+                    "SELECT key, email, reason, source, at FROM pending_suppressions ORDER BY rowid"
+                )
+                return [PendingSuppression(*map(str, row)) for row in cur]
+            except sqlite3.Error as exc:
+                raise EventStoreError(
+                    f"{self.path}: cannot read pending suppressions: {exc}"
+                ) from exc
+
+    def pending_count(self) -> int:
+        with self._lock:
+            try:
+                row = (
+                    self._connect().execute("SELECT count(*) FROM pending_suppressions").fetchone()
+                )
+            except sqlite3.Error as exc:
+                raise EventStoreError(
+                    f"{self.path}: cannot read pending suppressions: {exc}"
+                ) from exc
+        return int(row[0])
+
+    def forget_pending(self, keys: Iterable[str]) -> None:
+        """Drop pending suppressions that are now in suppressions.csv."""
+        params = [(k,) for k in keys]
+        if not params:
+            return
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # one transaction, one sync to disk
+                try:
+                    conn.executemany("DELETE FROM pending_suppressions WHERE key = ?", params)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise EventStoreError(
+                    f"{self.path}: cannot update pending suppressions: {exc}"
+                ) from exc
 
     def count(self) -> int:
         with self._lock:
@@ -238,12 +320,15 @@ class EventStore:
             )
             return [str(r[0]) for r in cur]
 
-    def one_click_unsubscribes_for(self, issue_id: str) -> list[tuple[str, int]]:
+    def one_click_unsubscribes_for(
+        self, issue_id: str, spellings: Callable[[str], Sequence[str]] | None = None
+    ) -> list[tuple[str, int]]:
         """(address, time) of one-click unsubscribes whose latest issue received was this one.
 
         Our unsubscribe links carry the address and list, not the issue, so the
         issue is inferred: the one whose first event for that address came last
-        before the unsubscribe.
+        before the unsubscribe.  ``spellings`` gives every form an address may be
+        stored under (e.g. an IDN domain as Unicode and as xn--), default just itself.
         """
         with self._lock:
             conn = self._connect()
@@ -252,10 +337,12 @@ class EventStore:
             ).fetchall()
             out: list[tuple[str, int]] = []
             for email, at in clicks:
+                forms = list(dict.fromkeys(spellings(email) if spellings else [email]))
+                marks = ",".join("?" * len(forms))
                 firsts = conn.execute(
-                    "SELECT issue_id, min(at) FROM esp_events WHERE email = ?"
+                    f"SELECT issue_id, min(at) FROM esp_events WHERE email IN ({marks})"
                     " AND issue_id IS NOT NULL GROUP BY issue_id",
-                    (email,),
+                    forms,
                 ).fetchall()
                 before = [(int(first), str(iss)) for iss, first in firsts if int(first) <= at]
                 if before and max(before)[1] == issue_id:
@@ -282,6 +369,32 @@ class EventStore:
                 )
             except sqlite3.Error as exc:
                 raise EventStoreError(f"{self.path}: cannot save {key}: {exc}") from exc
+
+
+def pending_keys(db: Path) -> frozenset[str]:
+    """Keys of the pending suppressions in a state database, read-only (none if it is absent).
+
+    For readers of the suppression list (a send, `subscribers check`): they must
+    honour what the server accepted even while suppressions.csv cannot take it.
+    Raises EventStoreError if the database exists but cannot be read, because
+    skipping a suppression would mail someone who asked not to be mailed.
+    """
+    if not db.exists():
+        return frozenset()
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise EventStoreError(f"{db}: cannot open the state database: {exc}") from exc
+    try:
+        return frozenset(str(r[0]) for r in conn.execute("SELECT key FROM pending_suppressions"))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # written by the ledger only, never by the server
+            return frozenset()
+        raise EventStoreError(f"{db}: cannot read pending suppressions: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise EventStoreError(f"{db}: cannot read pending suppressions: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def suppressing(events: Iterable[Event]) -> list[Event]:

@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AnyUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    BeforeValidator,
     HttpUrl,
     StrictInt,
     UrlConstraints,

@@ -9,7 +9,9 @@ Delivery figures are rates of the recipients sent (from the ledger);
 engagement figures (opens, clicks, unsubscribes, spam reports) are rates of
 the deliveries.  One-click unsubscribes come through our own server and carry
 no issue id, so each is given to the latest issue that address got before
-unsubscribing.
+unsubscribing.  Addresses are compared by their suppression key: SendGrid
+writes an IDN domain in ASCII (xn--), our links carry it in Unicode, and events
+stored before both were normalised may hold either.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
 
 from .config import Workspace
 from .errors import NewsletterError
 from .events import EventRow, EventStore
+from .subscribers import suppression_key
 
 TOP_LINKS = 10
 
@@ -131,8 +137,14 @@ def summarise(
             if row.url:
                 link_people[row.url].add(row.email)
                 link_total[row.url] += 1
-    unsubscribed = people["unsubscribe"] | people["group_unsubscribe"]
-    unsubscribed |= {email for email, _ in extra_unsubscribes}
+    unsubscribed = {
+        suppression_key(email)
+        for email in chain(
+            people["unsubscribe"],
+            people["group_unsubscribe"],
+            (email for email, _ in extra_unsubscribes),
+        )
+    }
     machine_only = {e: t for e, t in machine_first.items() if e not in human_first}
     report.delivered = len(people["delivered"])
     report.deferred = len(people["deferred"])
@@ -188,6 +200,20 @@ def _recipients_sent(ws: Workspace, issue_id: str) -> int:
     return int(Ledger(ws.state_db).recipients_sent(issue_id))
 
 
+def spellings(email: str) -> list[str]:
+    """Every form an address may be stored under: its key, and its key with an ASCII domain."""
+    key = suppression_key(email)
+    forms = [key]
+    local, at, domain = key.rpartition("@")
+    if at and not domain.isascii():
+        try:
+            ascii_domain = validate_email("x@" + domain, check_deliverability=False).ascii_domain
+        except EmailNotValidError:
+            return forms
+        forms.append(f"{local}@{ascii_domain}".lower())
+    return forms
+
+
 def build_report(ws: Workspace, issue_id: str | None = None) -> IssueReport:
     """The report of one issue (default: the one with the latest events)."""
     store = EventStore(ws.state_db)
@@ -210,7 +236,9 @@ def build_report(ws: Workspace, issue_id: str | None = None) -> IssueReport:
                 else "send the issue first (`newsletter send`)",
             )
         rows = store.rows(issue_id) if ws.state_db.exists() else []
-        extra = store.one_click_unsubscribes_for(issue_id) if ws.state_db.exists() else []
+        extra = (
+            store.one_click_unsubscribes_for(issue_id, spellings) if ws.state_db.exists() else []
+        )
         return summarise(issue_id, sent, rows, extra)
     finally:
         store.close()

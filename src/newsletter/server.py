@@ -2,50 +2,78 @@
 
 * ``GET  /u/{token}``  a confirmation page in the reader's language; a GET never
   unsubscribes, because mail scanners and link previews follow every link.
-* ``POST /u/{token}``  RFC 8058 one-click (``List-Unsubscribe=One-Click``) and the
-  confirmation page's button: the suppression is on disk (fsynced) before the 200.
+* ``POST /u/{token}``  RFC 8058 one-click (body ``List-Unsubscribe=One-Click``,
+  urlencoded or multipart) and the confirmation page's button: the suppression is
+  on disk (fsynced) before the 200.
 * ``POST /webhooks/sendgrid``  SendGrid's signed Event Webhook.  Verify first,
   parse second: nothing of an unsigned, stale or altered body is even decoded.
   Events are stored once each; bounces, spam reports and unsubscribes become
   suppressions before the answer, so SendGrid's retry covers any crash.
 * ``GET  /archive/…``  the static archive, if `newsletter archive` built it.
-* ``GET  /healthz``  for monitoring.
+* ``GET  /healthz``  for monitoring: 503 while a promised suppression is not yet
+  in suppressions.csv.
+
+Where a suppression goes first: the state database (SQLite), in the same
+transaction as the request's events, then suppressions.csv.  A CSV that cannot
+take it (a folder, read-only, a broken header) therefore costs neither the
+reader's unsubscribe nor SendGrid's batch: the entry waits in
+``pending_suppressions``, a send counts it as suppressed, and the server retries
+the merge at start, whenever the file changes and every 30 s while requests come
+(so a hammering client cannot make it re-read a large file on every request).
+
+An address the server already knows to be suppressed (a cached
+:class:`SuppressionList`, re-read only when the file changes) is answered
+without touching the file's lock.
 
 A request we cannot handle gets a 4xx and one log line; storage trouble gets a
 503 so the sender (SendGrid, or a reader's mail provider) tries again later.
+Log lines never carry an unsubscribe token (it holds the address): paths are
+written as ``/u/<token>``.
 """
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import json
 import logging
+import os
 import re
+import threading
 import time
 import tomllib
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import WEBHOOK_KEY_ENV, Workspace, env_secret, newsletter_secrets
 from .errors import ConfigError, NewsletterError, TokenError
-from .esp.sendgrid_events import BatchError, parse_batch
-from .events import Event, EventStore, suppressing
-from .subscribers import normalise_email, suppression_key
-from .suppressions import Suppression, add_suppressions
+from .esp.sendgrid_events import BatchError, decode, parse_batch
+from .events import Event, EventStore, PendingSuppression, suppressing
+from .subscribers import suppression_key
+from .suppressions import (
+    Suppression,
+    SuppressionList,
+    add_suppressions,
+    merge_pending,
+    pending_entry,
+)
 from .tokens import Unsubscribe, verify_token
 
 log = logging.getLogger("newsletter.server")
@@ -54,6 +82,7 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SKEW_SECONDS = 300  # SendGrid's timestamp may be this old (or this far ahead) at most
 FORM_MAX_BYTES = 16_384  # the one-click body is 26 bytes; the page's form a few more
+RETRY_SECONDS = 30.0  # how often an unwritable suppressions.csv is tried again (if unchanged)
 ONE_CLICK_SOURCE = "one-click"
 WEBHOOK_SOURCE = "sendgrid-webhook"
 
@@ -74,11 +103,14 @@ class BodyTooLarge(Exception):
     pass
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also accepts "²"
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes whatever Content-Length claims."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not _DIGITS.fullmatch(declared.strip()):
             raise HTTPException(400, "bad Content-Length")
         if int(declared) > limit:
             raise BodyTooLarge
@@ -92,10 +124,61 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def form_fields(content_type: str | None, body: bytes) -> dict[str, str]:
+    """The fields of a urlencoded or multipart form (first value of each, name lower-cased).
+
+    Anything else is read as urlencoded: some one-click senders set no Content-Type.
+    """
+    ctype = (content_type or "").strip()
+    out: dict[str, str] = {}
+    if ctype.lower().startswith("multipart/form-data"):
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + ctype.encode("latin-1", "replace") + b"\r\n\r\n" + body
+        )
+        if not message.is_multipart():
+            return out
+        for part in list(message.iter_parts())[:20]:
+            name = part.get_param("name", header="content-disposition")
+            value = part.get_payload(decode=True)
+            if isinstance(name, str) and isinstance(value, bytes):
+                out.setdefault(name.strip().lower(), value.decode("utf-8", "replace").strip())
+        return out
+    try:
+        pairs = parse_qsl(body.decode("utf-8", "replace"), max_num_fields=20)
+    except ValueError:  # too many fields
+        return out
+    for name, value in pairs:
+        out.setdefault(name.strip().lower(), value.strip())
+    return out
+
+
 def _mask(email: str) -> str:
     """An address for a log line: enough to tell two apart, not enough to harvest."""
     digest = hashlib.sha256(email.encode("utf-8")).hexdigest()[:10]
     return f"<{digest}>"
+
+
+_TOKEN_IN_PATH = re.compile(r"/u/[^/?#\s\"'<>]+")
+
+
+def mask_tokens(text: str) -> str:
+    """``/u/<token>`` for every unsubscribe token in a text (a token is the address)."""
+    return _TOKEN_IN_PATH.sub("/u/<token>", text)
+
+
+class TokenMask(logging.Filter):
+    """A handler filter that takes unsubscribe tokens out of every record, traceback included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_tokens(record.exc_text)
+        return True
 
 
 def _client(request: Request) -> str:
@@ -269,10 +352,9 @@ class WebhookVerifier:
         """None when the request is genuine and fresh, else the reason for refusing it."""
         if not signature or not timestamp:
             return "unsigned request"
-        ts = timestamp.strip()
-        if not ts.isdigit() or len(ts) > 12:
+        if not re.fullmatch(r"[0-9]{1,12}", timestamp):  # not isdigit(): "²" is a digit
             return "malformed timestamp"
-        skew = (time.time() if now is None else now) - int(ts)
+        skew = (time.time() if now is None else now) - int(timestamp)
         if abs(skew) > MAX_SKEW_SECONDS:
             return f"timestamp {int(skew)} s off"
         try:
@@ -295,6 +377,15 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).replace(microsecond=0).isoformat()
 
 
+def _file_stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes when someone fixes the file (replaces, edits, chmods it), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
+
+
 class Loop:
     """State shared by the handlers: where to write, which keys to trust."""
 
@@ -306,60 +397,181 @@ class Loop:
         self.max_body = cfg.server.max_body_bytes
         self.pages = Pages.load(ws)
         self.store = EventStore(ws.state_db)
+        # Who is already suppressed, to answer repeats without the file's exclusive lock.
+        self.known = SuppressionList(ws.suppressions_path, strict=False, pending_db=None)
+        self._known_lock = threading.Lock()  # one thread re-reads a changed file, not all
+        self._merge_lock = threading.Lock()
+        self._maybe_pending = True  # unknown until the first merge
+        self._failed: tuple[tuple[int, ...] | None, float] | None = None
+        self.merge_problem: str | None = None
+        self.merge_pending()  # whatever an earlier run could not write
 
-    # One place that writes suppressions: durable before anyone is told "done".
-    def suppress(self, entries: list[tuple[str, str, str, float]]) -> int:
-        rows: list[Suppression] = []
-        for email, reason, source, at in entries:
+    def _short(self, text: str) -> str:
+        """A message for the public health check: paths relative to the workspace."""
+        return text.replace(f"{self.ws.root}{os.sep}", "")
+
+    # --- the suppression list ---------------------------------------------------------
+
+    def refresh_known(self) -> None:
+        """Follow the file; while another thread re-reads it, use what we knew (never wait).
+
+        The cache only answers "already suppressed" for rows that were on file, and a
+        "no" takes the careful path, so a moment's staleness costs nothing.
+        """
+        if self._known_lock.acquire(blocking=False):
             try:
-                address = normalise_email(email)
-            except ValueError as exc:  # we never send to it, so there is nothing to stop
-                log.warning(
-                    "not suppressing %s (%s): not a valid address: %s", _mask(email), source, exc
+                self.known.refresh()
+            finally:
+                self._known_lock.release()
+
+    def merge_due(self) -> bool:
+        """Whether a merge should run now: cheap (a stat at most), so every request asks."""
+        if not self._maybe_pending:
+            return False
+        if self._failed is None:
+            return True
+        stamp, when = self._failed
+        changed = _file_stamp(self.ws.suppressions_path) != stamp
+        return changed or time.monotonic() - when >= RETRY_SECONDS
+
+    def merge_pending(self, *, new: bool = False) -> None:
+        """Move pending suppressions into the CSV, if due; never raises (the rows stay safe).
+
+        ``new``: the caller has just recorded one, so there is something to merge.
+        """
+        with self._merge_lock:
+            if new:
+                self._maybe_pending = True
+            if not self.merge_due():
+                return
+            path = self.ws.suppressions_path
+            stamp = _file_stamp(path)
+            retry = self._failed is not None or not new  # not just this request's own row
+            try:
+                added = merge_pending(self.store, path, cache=self.known)
+            except (NewsletterError, OSError) as exc:
+                if isinstance(exc, NewsletterError):
+                    reason = exc.message
+                else:
+                    reason = exc.strerror or str(exc)
+                self._failed = (stamp, time.monotonic())
+                self.merge_problem = reason
+                log.error(
+                    "suppressions: waiting suppressions not merged into %s (they stay in %s,"
+                    " tried again when the file changes or in %d s): %s",
+                    path,
+                    self.ws.state_db,
+                    RETRY_SECONDS,
+                    reason,
                 )
-                continue
-            rows.append(Suppression(email=address, reason=reason, source=source, at=_iso(at)))
+                return
+            self._failed, self._maybe_pending, self.merge_problem = None, False, None
+            if added and retry:
+                log.info("suppressions: %d waiting suppression(s) added to %s", len(added), path)
+
+    def health(self) -> str | None:
+        """None when every accepted suppression is in suppressions.csv, else why not."""
+        self.merge_pending(new=True)  # another process may have left some
+        try:
+            waiting = self.store.pending_count()
+        except NewsletterError as exc:
+            return self._short(exc.message)
+        if not waiting:
+            return None
+        why = self.merge_problem or "not merged yet"
+        return self._short(
+            f"{waiting} suppression(s) wait in {self.ws.state_db} (sends honour them) and"
+            f" cannot be added to {self.ws.suppressions_path}: {why}"
+        )
+
+    def _entry(self, email: str, reason: str, source: str, at: float) -> PendingSuppression | None:
+        try:
+            return pending_entry(
+                Suppression(email=email, reason=reason, source=source, at=_iso(at))
+            )
+        except ValueError as exc:  # we never send to it, so there is nothing to stop
+            log.warning("not suppressing %s (%s): %s", _mask(email), source, exc)
+            return None
+
+    def _csv_only(self, entries: list[PendingSuppression]) -> int:
+        """When the state database is down, the CSV alone (the old way); raises if it fails."""
+        rows = [Suppression(p.email, p.reason, p.source, p.at) for p in entries]
         if not rows:
             return 0
-        return len(add_suppressions(self.ws.suppressions_path, rows))
+        return len(add_suppressions(self.ws.suppressions_path, rows, cache=self.known))
+
+    # --- requests ------------------------------------------------------------------------
 
     def ingest(self, body: bytes) -> tuple[int, int, int, list[str]]:
-        """Parse a verified batch, suppress, store; (received, stored, suppressed, skipped)."""
-        data = json.loads(body)
-        batch = parse_batch(data)
-        worst = suppressing(batch.events)
-        added = 0
-        if worst:
-            added = self.suppress(
-                [
-                    (e.email, e.suppress or "", f"{WEBHOOK_SOURCE}:{e.kind}", float(e.at))
-                    for e in worst
-                ]
-            )
-        stored = self.store.add(batch.events)
-        return len(batch.events), stored, added, batch.skipped
-
-    def one_click(self, who: Unsubscribe) -> int:
-        now = time.time()
-        added = self.suppress([(who.email, "unsubscribed", ONE_CLICK_SOURCE, now)])
-        email = suppression_key(who.email)
+        """Parse a verified batch, store events and suppressions; (received, stored, new
+        suppressions, skipped).  Raises BatchError for a body that is not a batch."""
+        batch = parse_batch(decode(body))
+        entries: dict[str, PendingSuppression] = {}
+        for e in suppressing(batch.events):
+            entry = self._entry(e.email, e.suppress or "", f"{WEBHOOK_SOURCE}:{e.kind}", e.at)
+            if entry is not None:
+                entries.setdefault(entry.key, entry)
+        if entries:  # most batches suppress nobody: leave the file alone then
+            self.refresh_known()
+        new = [p for p in entries.values() if not self.known.contains_key(p.key)]
         try:
-            self.store.add(
-                [
-                    Event(
-                        event_id=f"one-click:{who.list_name}:{email}",
-                        provider=ONE_CLICK_SOURCE,
-                        kind="unsubscribe",
-                        email=email,
-                        at=int(now),
-                        list_name=who.list_name,
-                        raw=json.dumps({"list": who.list_name, "email": email}),
-                    )
-                ]
-            )
-        except NewsletterError as exc:  # the suppression is what matters; it is on disk
-            log.warning("one-click: suppression saved but event not recorded: %s", exc.message)
-        return added
+            stored = self.store.add(batch.events, new)
+        except NewsletterError:
+            try:  # SendGrid will retry the batch; meanwhile stop mail to these addresses
+                self._csv_only(new)
+            except (NewsletterError, OSError) as exc:
+                log.error("webhook: cannot write suppressions either: %s", exc)
+            raise
+        if new:
+            self.merge_pending(new=True)
+        return len(batch.events), stored, len(new), batch.skipped
+
+    def one_click(self, who: Unsubscribe) -> bool:
+        """Record an unsubscribe; True if the address was not already suppressed.
+
+        Raises (the caller answers 503) only when neither the state database nor
+        the CSV can take it.
+        """
+        now = time.time()
+        email = suppression_key(who.email)
+        event = Event(
+            event_id=f"one-click:{who.list_name}:{email}",
+            provider=ONE_CLICK_SOURCE,
+            kind="unsubscribe",
+            email=email,
+            at=int(now),
+            list_name=who.list_name,
+            raw=json.dumps({"list": who.list_name, "email": email}),
+        )
+        self.refresh_known()
+        entry = None
+        if not self.known.contains_key(email):
+            entry = self._entry(who.email, "unsubscribed", ONE_CLICK_SOURCE, now)
+        try:
+            self.store.add([event], [entry] if entry else [])
+        except NewsletterError as exc:
+            if entry is None:  # nothing to suppress: the event is only for the report
+                log.warning("one-click: event not recorded: %s", exc.message)
+                return False
+            log.warning("one-click: state database unavailable (%s); writing the CSV", exc.message)
+            return self._csv_only([entry]) > 0
+        if entry is None:
+            return False
+        self.merge_pending(new=True)
+        return True
+
+
+class RetryPending:
+    """Before any request, merge waiting suppressions if that is due (usually: a flag test)."""
+
+    def __init__(self, app: ASGIApp, loop: Loop) -> None:
+        self.app = app
+        self.loop = loop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.loop.merge_due():
+            await run_in_threadpool(self.loop.merge_pending)
+        await self.app(scope, receive, send)
 
 
 def create_app(ws: Workspace) -> Starlette:
@@ -398,11 +610,13 @@ def create_app(ws: Workspace) -> Starlette:
         except BodyTooLarge:
             log.warning("unsubscribe: 413 body over %d bytes", FORM_MAX_BYTES)
             return PlainTextResponse("request body too large", status_code=413)
-        try:
-            form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
-        except ValueError:  # too many fields: ignore the form, the token is what counts
-            form = {}
-        lang = language(request, form.get("lang", [""])[0])
+        form = form_fields(request.headers.get("content-type"), body)
+        lang = language(request, form.get("lang"))
+        if form.get("list-unsubscribe", "").lower() != "one-click":
+            # RFC 8058: only this body unsubscribes.  A person who got here some other
+            # way sees the page with the button that sends it.
+            log.info("unsubscribe: 400 no List-Unsubscribe=One-Click from %s", _client(request))
+            return pages.render("confirm.html", lang, email=who.email, status=400)
         try:
             added = await run_in_threadpool(loop.one_click, who)
         except (NewsletterError, OSError) as exc:
@@ -440,9 +654,6 @@ def create_app(ws: Workspace) -> Starlette:
             return JSONResponse({"error": "forbidden"}, 403)
         try:
             received, stored, added, skipped = await run_in_threadpool(loop.ingest, body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            log.warning("webhook: 400 malformed JSON from %s: %s", peer, exc)
-            return JSONResponse({"error": "malformed JSON"}, 400)
         except BatchError as exc:
             log.warning("webhook: 400 %s from %s", exc, peer)
             return JSONResponse({"error": str(exc)}, 400)
@@ -457,21 +668,28 @@ def create_app(ws: Workspace) -> Starlette:
         )
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse(
-            {"status": "ok", "webhook_key": loop.verifier.configured},
-            headers={"Cache-Control": "no-store"},
-        )
+        problem = await run_in_threadpool(loop.health)
+        body: dict[str, object] = {"status": "ok", "webhook_key": loop.verifier.configured}
+        if problem is None:
+            return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        body.update(status="error", problem=problem)
+        return JSONResponse(body, 503, headers={"Cache-Control": "no-store"})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404 and not request.url.path.startswith("/webhooks/"):
             return pages.render("not_found.html", language(request), status=404)
         detail = exc.detail if isinstance(exc, HTTPException) else "error"
-        log.info("%s %s: %d %s", request.method, request.url.path, status, detail)
+        log.info("%s %s: %d %s", request.method, mask_tokens(request.url.path), status, detail)
         return PlainTextResponse(str(detail), status_code=status)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("%s %s: 500", request.method, request.url.path, exc_info=exc)
+        log.error(
+            "%s %s: 500\n%s",
+            request.method,
+            mask_tokens(request.url.path),
+            mask_tokens("".join(traceback.format_exception(exc)).rstrip()),
+        )
         return PlainTextResponse("internal error", status_code=500)
 
     routes = [
@@ -482,7 +700,9 @@ def create_app(ws: Workspace) -> Starlette:
         Mount("/archive", app=ArchiveFiles(ws.root / "archive-site")),
     ]
     app = Starlette(
-        routes=routes, exception_handlers={HTTPException: http_error, 500: server_error}
+        routes=routes,
+        exception_handlers={HTTPException: http_error, 500: server_error},
+        middleware=[Middleware(RetryPending, loop=loop)],
     )
     app.state.loop = loop
     return app

@@ -9,6 +9,16 @@ changed, so an unsubscribe that arrives mid-send is honoured by the next batch.
 
 A file that cannot be read fully stops the caller with the line at fault, because
 a suppression silently skipped is an email sent to someone who asked not to get it.
+Writers are the exception: staff edit the file by hand, and one mistyped row must
+never stop a reader's unsubscribe from being added, so :func:`add_suppressions`
+skips invalid rows it finds (they are not suppressions; the send still reports
+them) and refuses only a file it cannot safely append to (unreadable header,
+encoding, an unclosed quote that would swallow the new row).
+
+The server records what it could not append in the state database first
+(:mod:`newsletter.events`, ``pending_suppressions``) and merges it later
+(:func:`merge_pending`); a :class:`SuppressionList` for a workspace's file counts
+those pending entries as suppressed too.
 """
 
 from __future__ import annotations
@@ -22,7 +32,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .config import Workspace
 from .errors import Problem, SubscriberListError
+from .events import EventStore, PendingSuppression, pending_keys
 from .subscribers import email_key, iter_rows, normalise_email, read_layout, suppression_key
 
 REASONS = ("unsubscribed", "bounced", "spam", "manual")
@@ -63,6 +75,19 @@ def read_suppressions(path: Path) -> Iterator[Suppression]:
     reason.  An empty reason is read as "manual" (a row added by hand); an empty
     `at` stays empty.
     """
+    return _entries(path, None)
+
+
+def readable_suppressions(path: Path, skipped: list[Problem]) -> Iterator[Suppression]:
+    """Like :func:`read_suppressions`, but an invalid row is appended to ``skipped``.
+
+    Problems with the file as a whole (encoding, header, an unclosed quote) still
+    raise SubscriberListError: past them no row can be trusted.
+    """
+    return _entries(path, skipped)
+
+
+def _entries(path: Path, skipped: list[Problem] | None) -> Iterator[Suppression]:
     try:
         if path.stat().st_size == 0:  # created by `touch`, or a writer's first instant
             return
@@ -78,29 +103,31 @@ def read_suppressions(path: Path) -> Iterator[Suppression]:
             return values.get(name, "")
 
         raw = get("email")
+        problem: Problem | None = None
         try:
             email = normalise_email(raw)
         except ValueError as exc:
-            raise SubscriberListError(
-                Problem(
-                    message=f"{raw!r} is not a valid address: {exc}",
-                    path=path,
-                    line=line,
-                    field="email",
-                    hint="correct or delete this row",
-                )
-            ) from None
-        reason = get("reason").lower() or "manual"
-        if reason not in REASONS:
-            raise SubscriberListError(
-                Problem(
-                    message=f"unknown reason {get('reason')!r}",
-                    path=path,
-                    line=line,
-                    field="reason",
-                    hint="use one of: " + ", ".join(REASONS),
-                )
+            problem = Problem(
+                message=f"{raw!r} is not a valid address: {exc}",
+                path=path,
+                line=line,
+                field="email",
+                hint="correct or delete this row",
             )
+        reason = get("reason").lower() or "manual"
+        if problem is None and reason not in REASONS:
+            problem = Problem(
+                message=f"unknown reason {get('reason')!r}",
+                path=path,
+                line=line,
+                field="reason",
+                hint="use one of: " + ", ".join(REASONS),
+            )
+        if problem is not None:
+            if skipped is None:
+                raise SubscriberListError(problem)
+            skipped.append(problem)
+            continue
         yield Suppression(email=email, reason=reason, source=get("source"), at=get("at"))
 
 
@@ -108,31 +135,113 @@ def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
-class SuppressionList:
-    """The set of suppressed addresses, re-read only when the file changes."""
+class _Auto:
+    """Marker: find the state database of the workspace the file belongs to."""
 
-    def __init__(self, path: Path) -> None:
+
+AUTO = _Auto()
+
+
+def workspace_state_db(path: Path) -> Path | None:
+    """The state database beside a workspace's suppressions.csv, or None for any other file."""
+    ws = Workspace(path.parent.parent)
+    return ws.state_db if ws.suppressions_path == path else None
+
+
+class SuppressionList:
+    """The set of suppressed addresses, re-read only when the file changes.
+
+    ``pending_db``: the state database whose pending suppressions (accepted by the
+    server, not yet in the CSV) also count; by default that of the workspace the
+    file belongs to, so a send honours an unsubscribe the CSV could not take.
+
+    ``strict=False`` (the server's cache) skips invalid rows and notes in ``problem``
+    why a file could not be read (fully): it only ever answers "already suppressed"
+    for addresses really in the file, and a caller that hears "no" takes the slow,
+    careful path.
+    """
+
+    def __init__(
+        self, path: Path, *, strict: bool = True, pending_db: Path | None | _Auto = AUTO
+    ) -> None:
         self.path = path
+        self.strict = strict
+        self.pending_db = workspace_state_db(path) if isinstance(pending_db, _Auto) else pending_db
+        self.problem: str | None = None
+        self.skipped: list[Problem] = []
+        self._file_keys: frozenset[str] = frozenset()
+        self._pending: frozenset[str] = frozenset()
         self._keys: frozenset[str] = frozenset()
         self._stamp: tuple[int, int, int] | None = None
         self.refresh()
 
     def refresh(self) -> bool:
-        """Re-read if the file changed (inode, mtime_ns or size); True if it re-read."""
+        """Re-read if the file changed (inode, mtime_ns or size); True if it re-read the
+        file or the pending entries changed.
+
+        Pending entries are read first: one merged into the CSV meanwhile is then
+        in the file when the file is read, so no entry falls between the two.
+        """
+        pending = pending_keys(self.pending_db) if self.pending_db is not None else frozenset()
+        changed = pending != self._pending
+        self._pending = pending
+        if self._refresh_file():
+            changed = True
+        if changed:
+            self._keys = self._file_keys | self._pending
+        return changed
+
+    def _refresh_file(self) -> bool:
         try:
+            if _stamp(os.stat(self.path)) == self._stamp:  # the usual case: no lock, no read
+                return False
             handle = self.path.open("rb")
         except FileNotFoundError:
             changed = self._stamp is not None
-            self._keys, self._stamp = frozenset(), None
+            self._file_keys, self._stamp, self.problem, self.skipped = frozenset(), None, None, []
+            return changed
+        except OSError as exc:
+            if self.strict:
+                raise
+            # Whatever the file held is unknown now: answer "not suppressed" for all, so
+            # every request takes the careful path (which records it in the state database).
+            changed = bool(self._file_keys)
+            self._file_keys, self._stamp = frozenset(), None
+            self.problem = f"cannot read {self.path}: {exc.strerror or exc}"
             return changed
         with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # no half-appended row
             stamp = _stamp(os.fstat(handle.fileno()))
             if stamp == self._stamp:
                 return False
-            self._keys = frozenset(s.key for s in read_suppressions(self.path))
+            if self.strict:
+                self._file_keys = frozenset(s.key for s in read_suppressions(self.path))
+            else:
+                self._file_keys = self._read_leniently()
             self._stamp = stamp
             return True
+
+    def _read_leniently(self) -> frozenset[str]:
+        skipped: list[Problem] = []
+        keys: set[str] = set()
+        self.problem = None
+        try:
+            for entry in readable_suppressions(self.path, skipped):
+                keys.add(entry.key)
+        except SubscriberListError as exc:  # keep the rows before the fault
+            self.problem = exc.message
+        self.skipped = skipped
+        return frozenset(keys)
+
+    def adopt(
+        self, path: Path, keys: Iterable[str], stamp: tuple[int, int, int], skipped: list[Problem]
+    ) -> None:
+        """Take the keys a writer read under its lock (lenient lists of this file only)."""
+        if self.strict or path != self.path:
+            return
+        self._file_keys, self._stamp = frozenset(keys), stamp
+        self.problem, self.skipped = None, skipped
+        self._keys = self._file_keys | self._pending
 
     def contains(self, email: str) -> bool:
         """Whether an address (any spelling: case, spaces, IDN form) is suppressed."""
@@ -167,15 +276,23 @@ def _validated(entries: Iterable[Suppression]) -> list[Suppression]:
     return out
 
 
-def add_suppressions(path: Path, entries: Iterable[Suppression]) -> list[Suppression]:
+def add_suppressions(
+    path: Path, entries: Iterable[Suppression], *, cache: SuppressionList | None = None
+) -> list[Suppression]:
     """Append the entries not already suppressed; return those actually added.
 
     Durable and safe across processes: the read of existing entries and the append
     happen under one exclusive lock, and the data is fsynced before returning, so a
     web server and a CLI adding at the same moment lose nothing and add nothing
     twice.  The file is created with a header if missing; an existing file keeps its
-    delimiter, column order and line endings.  Raises ValueError for an invalid
-    address or reason (nothing is written then).
+    delimiter, column order and line endings.  Existing rows that are invalid (a
+    typo by hand) are skipped, never a reason to refuse.  Raises ValueError for an
+    invalid address or reason among ``entries`` (nothing is written then),
+    SubscriberListError when the file cannot safely take a row (encoding, header,
+    unclosed quote) and OSError when it cannot be written.
+
+    ``cache``: a lenient :class:`SuppressionList` of this file that takes over what
+    was read under the lock, so it need not read the whole file again.
     """
     wanted = _validated(entries)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,23 +306,29 @@ def add_suppressions(path: Path, entries: Iterable[Suppression]) -> list[Suppres
                 same = False
             if not same:  # replaced or removed while we waited: lock the new file instead
                 continue
-            return _append_locked(path, handle, wanted)
+            return _append_locked(path, handle, wanted, cache)
         finally:
             handle.close()  # also releases the lock
 
 
 def _append_locked(
-    path: Path, handle: io.BufferedRandom, wanted: list[Suppression]
+    path: Path,
+    handle: io.BufferedRandom,
+    wanted: list[Suppression],
+    cache: SuppressionList | None,
 ) -> list[Suppression]:
     size = os.fstat(handle.fileno()).st_size
     created = size == 0
-    existing: set[str] = set() if created else {s.key for s in read_suppressions(path)}
+    skipped: list[Problem] = []  # someone else's typo must not block this append
+    existing: set[str] = set() if created else {s.key for s in readable_suppressions(path, skipped)}
     added: list[Suppression] = []
     for entry in wanted:
         if entry.key not in existing:
             existing.add(entry.key)
             added.append(entry)
     if not added:
+        if cache is not None:
+            cache.adopt(path, existing, _stamp(os.fstat(handle.fileno())), skipped)
         return []
     header: tuple[str, ...] = HEADER
     if created:
@@ -234,6 +357,8 @@ def _append_locked(
     handle.write(out.getvalue().encode("utf-8"))
     handle.flush()
     os.fsync(handle.fileno())
+    if cache is not None:  # still under the lock: this is exactly what the file holds
+        cache.adopt(path, existing, _stamp(os.fstat(handle.fileno())), skipped)
     if created:
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -241,3 +366,39 @@ def _append_locked(
         finally:
             os.close(directory)
     return added
+
+
+def merge_pending(
+    store: EventStore, path: Path, *, cache: SuppressionList | None = None
+) -> list[Suppression]:
+    """Append the store's pending suppressions to the CSV, then forget them; return those added.
+
+    Safe to run from several places at once (server, `suppressions sync`): the
+    append dedupes under the file lock, and a crash between the append and the
+    forget only leaves entries that the next merge finds already on file.
+    Raises like :func:`add_suppressions` (then everything stays pending).
+    """
+    pending = store.pending()
+    if not pending:
+        return []
+    rows: list[Suppression] = []
+    for item in pending:
+        try:
+            rows.extend(_validated([_suppression(item)]))
+        except ValueError:  # cannot happen for rows the server wrote; never block the rest
+            continue
+    added = add_suppressions(path, rows, cache=cache) if rows else []
+    store.forget_pending(item.key for item in pending)
+    return added
+
+
+def _suppression(item: PendingSuppression) -> Suppression:
+    return Suppression(email=item.email, reason=item.reason, source=item.source, at=item.at)
+
+
+def pending_entry(entry: Suppression) -> PendingSuppression:
+    """A validated suppression as the state database holds it until it is merged."""
+    (valid,) = _validated([entry])
+    return PendingSuppression(
+        key=valid.key, email=valid.email, reason=valid.reason, source=valid.source, at=valid.at
+    )

@@ -21,48 +21,94 @@ class Format(enum.StrEnum):
     json = "json"
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket made the way asyncio makes its own.
+
+    Its protocol must say TCP: asyncio sets TCP_NODELAY only on such sockets, and
+    without it every answer waits ~40 ms for a delayed ACK.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @app.command()
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default: server.host, 127.0.0.1).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on (default: server.port, 8000).")
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Port to listen on (default: server.port, 8000; 0: any free port, printed).",
+        ),
     ] = None,
 ) -> None:
     """Run the one-click unsubscribe pages, the SendGrid event webhook and the archive."""
     import uvicorn
 
-    from ..server import create_app
+    from ..server import TokenMask, create_app
 
     ws = state.workspace()
     cfg = ws.config.server
     host = host or cfg.host
-    port = port or cfg.port
-    application = create_app(ws)
-    try:  # a clear message instead of uvicorn's traceback-ish one
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.create_server((host, port), family=family):
-            pass
-    except OSError as exc:
-        raise NewsletterError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="another program may be using the port; choose another with --port",
-        ) from None
+    port = cfg.port if port is None else port
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Unsubscribe URLs carry the reader's address (inside the token): every line that
+    # reaches the log, ours or uvicorn's, goes through the mask.  No access log at all.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TokenMask())
+    application = create_app(ws)
+    # We bind the socket ourselves and hand it to uvicorn: a clear message instead of
+    # uvicorn's traceback-ish one, no gap between checking the port and using it, and
+    # the real port when --port 0 let the system choose.
+    try:
+        sock = _listen(host, port)
+    except OSError as exc:
+        raise NewsletterError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="check --host (or server.host in newsletter.toml)"
+            if isinstance(exc, socket.gaierror)
+            else "another program may be using the port; choose another with --port",
+        ) from None
+    bound = int(sock.getsockname()[1])
     if not application.state.loop.verifier.configured:
         err_console.print(
             "warning: SENDGRID_WEBHOOK_PUBLIC_KEY is not set; /webhooks/sendgrid"
             " will answer 503 until it is",
             markup=False,
         )
-    err_console.print(f"serving {ws.root} on http://{host}:{port}/  (Ctrl+C to stop)", markup=False)
-    # No access log: unsubscribe URLs carry the reader's address (inside the token).
-    uvicorn.run(
-        application, host=host, port=port, access_log=False, server_header=False, log_level="info"
+    shown = f"[{host}]" if ":" in host else host
+    err_console.print(  # one line, never wrapped: scripts read the URL (and port) from it
+        f"serving {ws.root} on http://{shown}:{bound}/  (Ctrl+C to stop)",
+        markup=False,
+        soft_wrap=True,
     )
+    config = uvicorn.Config(
+        application,
+        host=host,
+        port=bound,
+        access_log=False,
+        server_header=False,
+        log_level="info",
+        log_config=None,  # uvicorn's records go to our handler (and its mask)
+    )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _percent(value: float | None) -> str:

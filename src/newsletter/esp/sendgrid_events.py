@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event
+from ..subscribers import suppression_key
 
 PROVIDER = "sendgrid"
 
@@ -63,10 +65,12 @@ _DROP_SUPPRESS = {
 }
 
 MAX_FIELD_CHARS = 2048  # a URL or reason longer than this is cut in the normalised columns
+MAX_TIMESTAMP = 2**33  # year 2242: a later (or negative) time is a mistake, read as "unknown"
+_MAX_INT_DIGITS = 100  # longer integer literals are read as floats (Python refuses >4300 digits)
 
 
 class BatchError(ValueError):
-    """The body is JSON but not an Event Webhook batch (an array of objects)."""
+    """The body is not an Event Webhook batch (a JSON array of objects)."""
 
 
 @dataclass
@@ -83,15 +87,21 @@ def _text(value: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
 
 
 def _timestamp(value: Any) -> int | None:
+    """Unix seconds, or None for anything that is not a finite time in a sane range."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return int(value)
     if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 32:
+            return None
         try:
-            return int(float(value))
+            value = float(text)
         except ValueError:
             return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, int | float) and 0 <= value < MAX_TIMESTAMP:
+        return int(value)
     return None
 
 
@@ -130,7 +140,7 @@ def normalise_event(item: Mapping[str, Any], *, raw: str | None = None) -> Event
         event_id=event_id,
         provider=PROVIDER,
         kind=kind,
-        email=email.lower(),
+        email=suppression_key(email),  # one spelling: IDN domains as Unicode, lower case
         at=at if at is not None else int(time.time()),
         issue_id=_text(item.get("nl_issue"), 200),
         list_name=_text(item.get("nl_list"), 200),
@@ -142,6 +152,22 @@ def normalise_event(item: Mapping[str, Any], *, raw: str | None = None) -> Event
         suppress=suppress,
         raw=raw_json,
     )
+
+
+def _json_int(text: str) -> int | float:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else float(text)
+
+
+def decode(body: bytes) -> Any:
+    """The JSON of a (verified) body; BatchError if it is not JSON at all.
+
+    Absurdly long integers become floats (inf) instead of failing the whole batch
+    on Python's integer-digits limit; the fields that use numbers refuse them.
+    """
+    try:
+        return json.loads(body, parse_int=_json_int)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise BatchError(f"malformed JSON: {exc}") from None
 
 
 def parse_batch(data: Any) -> ParsedBatch:
@@ -161,4 +187,6 @@ def parse_batch(data: Any) -> ParsedBatch:
             out.events.append(normalise_event(item))
         except BatchError as exc:
             out.skipped.append(f"[{index}]: {exc}")
+        except (ValueError, OverflowError, RecursionError) as exc:  # a value we cannot convert
+            out.skipped.append(f"[{index}]: unusable value ({exc.__class__.__name__})")
     return out

@@ -6,7 +6,10 @@ sync` asks SendGrid directly: global unsubscribes, bounces, spam reports and, if
 ``send.asm_group_id`` is set, that unsubscribe group.  It pages with
 ``limit``/``offset`` and asks only for entries created since the previous sync
 (kept in the SQLite state, with an hour of overlap: entries already on file are
-skipped, so overlap costs nothing and a late-indexed entry is not missed).
+skipped, so overlap costs nothing and a late-indexed entry is not missed).  It
+also merges the suppressions `newsletter serve` accepted but could not write to
+the CSV at the time (``pending_suppressions``), so fixing the file and running a
+sync is enough even while the server is down.
 
 This is the only module that knows these endpoints' shapes.  The HTTP client is
 httpx with an injectable transport, so tests can stand anything in for SendGrid.
@@ -14,7 +17,6 @@ httpx with an injectable transport, so tests can stand anything in for SendGrid.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +30,7 @@ from ..config import SENDGRID_HOST_ENV, SENDGRID_KEY_ENV, Workspace, env_secret
 from ..errors import ProviderError, ProviderRejected, ProviderUnavailable
 from ..events import EventStore
 from ..subscribers import normalise_email
-from ..suppressions import Suppression, add_suppressions
+from ..suppressions import Suppression, add_suppressions, merge_pending
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 PAGE_SIZE = 500  # SendGrid's maximum for these endpoints
@@ -175,7 +177,7 @@ class SuppressionsAPI:
                 )
             try:
                 return response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except ValueError:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit number
                 raise ProviderError(
                     f"SendGrid's answer to GET {path} is not JSON: {body[:200]!r}",
                     status=status,
@@ -228,7 +230,9 @@ def _entry(
     except ValueError:
         result.invalid.append(raw[:200])
         return None
-    ts = created if isinstance(created, int | float) and not isinstance(created, bool) else now
+    ts = now  # for a missing or nonsense date (NaN fails every comparison): when we saw it
+    if isinstance(created, int | float) and not isinstance(created, bool) and 0 <= created < 2**33:
+        ts = created
     return Suppression(email=email, reason=reason, source=source, at=_iso(ts))
 
 
@@ -236,6 +240,7 @@ def sync_suppressions(ws: Workspace, api: SuppressionsAPI, *, full: bool = False
     """Fetch every list, merge into suppressions.csv, then remember when (only on success)."""
     store = EventStore(ws.state_db)
     try:
+        merge_pending(store, ws.suppressions_path)
         last = None if full else store.get_state(STATE_KEY)
         since = max(0, int(last) - OVERLAP_SECONDS) if last and last.isdigit() else None
         started = int(time.time())
