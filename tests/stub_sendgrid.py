@@ -13,6 +13,9 @@ In a test::
         ... send to stub.url ...
         assert sorted(stub.emails()) == sorted(expected)
 
+``go_down()`` stops listening, so connections are refused (nothing reaches the
+stub), and ``come_back()`` listens again on the same port.
+
 As a separate process (the benchmark)::
 
     python tests/stub_sendgrid.py --port 0      # prints the port; GET /_stats -> counts
@@ -139,9 +142,15 @@ class StubSendGrid:
                 self.wfile.write(body)
                 self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        self._handler = Handler
+        self._server = self._listen(port)
         self._thread: threading.Thread | None = None
+        self.refused_windows = 0  # how many times go_down() was called
+
+    def _listen(self, port: int) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
+        server.daemon_threads = True
+        return server
 
     # -- control ----------------------------------------------------------------------------
 
@@ -162,8 +171,22 @@ class StubSendGrid:
 
     def stop(self) -> None:
         self._release.set()
+        if self._thread is not None:
+            self._server.shutdown()
+        self._server.server_close()
+
+    def go_down(self) -> None:
+        """Stop listening: from now on connections are refused (no request is received)."""
         self._server.shutdown()
         self._server.server_close()
+        self._thread = None
+        self.refused_windows += 1
+
+    def come_back(self) -> None:
+        """Listen again on the same port (a no-op if already listening)."""
+        if self._thread is None:
+            self._server = self._listen(self.port)
+            self.start()
 
     def __enter__(self) -> StubSendGrid:
         return self.start()

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import Result
-from stub_sendgrid import StubSendGrid
-from test_send import SECRET
+from newsletter.ledger import Ledger
+from stub_sendgrid import StubSendGrid, ok, status
+from test_send import SECRET, set_send_config, write_list
 
 README_SEND = (
     "send",
@@ -151,3 +154,125 @@ def test_schedule_then_cancel(cli, stub: StubSendGrid) -> None:  # type: ignore[
     assert stub.requests[-1].body["status"] == "cancel"
     r = cli("cancel", "2019-09", env=env)
     assert r.code == 1 and "no scheduled or unfinished send" in r.err
+
+
+def test_resume_with_nobody_left_finishes_the_send_and_says_why(
+    cli,
+    workspace: Path,
+    stub: StubSendGrid,  # type: ignore[no-untyped-def]
+) -> None:
+    env = sg_env(stub)
+    set_send_config(workspace, batch_size=2, pause_after_failures=2, backoff_base=0.01)
+    people = write_list(workspace, "members", 4)
+    stub.script(ok(), status(503), status(503))  # batch 2 (people 2 and 3) fails
+    r = cli("send", "issues/2019-09.yaml", "--list", "members", "--yes", env=env)
+    assert r.code == 1 and "paused" in r.err
+    r = cli("suppressions", "add", people[2], people[3], "--reason", "unsubscribed", env=env)
+    assert r.code == 0, r.err
+    r = cli("send", "issues/2019-09.yaml", "--resume", "--yes", env=env)
+    assert r.code == 0, r.err
+    assert "to post again: 0 batch(es), 0 recipients (2 left out: unsubscribed since)" in r.out
+    assert (
+        "send #1 is done: nobody left to send to: 2 already received this issue, "
+        "2 suppressed (unsubscribed, bounced or blocked)"
+    ) in r.out
+    assert "already has this issue" not in r.out
+    assert sorted(stub.emails()) == sorted(people[:2])
+    shown = cli("status", "2019-09", env=env)
+    assert "via sendgrid  done" in shown.out and "--resume" not in shown.out
+    assert "2 sent, 0 pending, 0 failed, 0 unknown, 2 left out" in shown.out
+
+
+def test_new_send_with_nobody_left_words_the_message_from_the_counts(
+    cli,
+    workspace: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    (workspace / "subscribers" / "gone.csv").write_text(
+        "email\nana.lopez@example.org\nchloe.martin@example.net\nbad\n", "utf-8"
+    )
+    (workspace / "subscribers" / "suppressions.csv").write_text(
+        "email,reason\nana.lopez@example.org,unsubscribed\nchloe.martin@example.net,bounced\n",
+        "utf-8",
+    )
+    r = cli("send", "issues/2019-09.yaml", "--list", "gone", "--backend", "outbox", "--yes")
+    assert r.code == 0, r.err
+    assert "nobody left to send to: 2 suppressed (unsubscribed, bounced or blocked), 1 invalid" in (
+        r.out
+    )
+    with Ledger(workspace / ".newsletter" / "state.db") as ledger:
+        assert ledger.sends() == []  # nothing to send: no send recorded
+
+
+def test_non_ascii_local_part_is_invalid_in_check_plan_and_test_to(
+    cli,
+    workspace: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    (workspace / "subscribers" / "intl.csv").write_text(
+        "email,name\np0@example.org,P0\njosé@example.org,José\np2@bücher.de,P2\n", "utf-8"
+    )
+    r = cli("subscribers", "check", "intl")
+    assert r.code != 0
+    assert (
+        "intl.csv:3: invalid: josé@example.org: the part before the @ has non-ASCII "
+        "characters, which SendGrid does not accept"
+    ) in r.out + r.err
+    r = cli("send", "issues/2019-09.yaml", "--list", "intl", "--backend", "outbox", "--dry-run")
+    assert r.code == 0, r.err
+    assert "recipients:    2" in r.out and "1 invalid" in r.out
+    r = cli("send", "issues/2019-09.yaml", "--test-to", "josé@example.org", "--backend", "outbox")
+    assert r.code == 2 and "SendGrid does not accept" in r.err
+
+
+def test_plan_points_to_the_command_that_lists_every_bad_row(
+    cli,
+    workspace: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    rows = "".join(f"bad{i}\n" for i in range(12))
+    (workspace / "subscribers" / "messy.csv").write_text(f"email\n{rows}ok@example.org\n")
+    r = cli("send", "issues/2019-09.yaml", "--list", "messy", "--backend", "outbox", "--dry-run")
+    assert r.code == 0, r.err
+    assert "and 2 more rows left out (`newsletter subscribers check` shows them all)" in r.err
+    assert "lists check" not in r.err
+    assert cli("subscribers", "check", "messy").out.count("invalid: bad") == 12
+
+
+def test_cancel_of_a_paused_send_past_its_time_abandons_it_and_says_so(
+    cli,
+    workspace: Path,
+    stub: StubSendGrid,  # type: ignore[no-untyped-def]
+) -> None:
+    env = sg_env(stub)
+    set_send_config(workspace, batch_size=2, pause_after_failures=2, backoff_base=0.01)
+    people = write_list(workspace, "members", 4)
+    stub.script(ok(), status(503), status(503))
+    when = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = cli("send", "issues/2019-09.yaml", "--list", "members", "--send-at", when, "--yes", env=env)
+    assert r.code == 1 and "paused" in r.err
+    db = sqlite3.connect(workspace / ".newsletter" / "state.db")
+    db.execute("UPDATE sends SET send_at=send_at-7200")  # the scheduled time has passed
+    db.commit()
+    db.close()
+    r = cli("send", "issues/2019-09.yaml", "--resume", "--yes", env=env)
+    assert r.code == 1 and "has passed" in r.err and "newsletter cancel 2019-09" in r.err
+    r = cli("cancel", "2019-09", env=env)
+    assert r.code == 0, r.err
+    assert "abandoned send #1 of 2019-09 here only: its time" in r.out
+    assert "has passed" in r.out and "The 2 recipients in batches SendGrid accepted" in r.out
+    assert "newsletter send issues/2019-09.yaml --list members" in r.out
+    assert all(req.path != "/v3/user/scheduled_sends" for req in stub.requests)
+    r = cli("send", "issues/2019-09.yaml", "--list", "members", "--yes", env=env)
+    assert r.code == 0, r.err
+    assert "2 already sent this issue" in r.out
+    assert sorted(stub.emails()) == sorted(people)  # each once
+
+
+def test_a_draft_cannot_be_sent_but_can_be_tried(cli: Any, workspace: Path) -> None:
+    path = workspace / "issues" / "2019-09.yaml"
+    path.write_text("draft: true\n" + path.read_text("utf-8"), "utf-8")
+    r = cli("send", "issues/2019-09.yaml", "--list", "sample", "--backend", "outbox", "--yes")
+    assert r.code == 1 and "is marked as a draft, so it cannot be sent" in r.err
+    assert not (workspace / "outbox").exists()
+    test = cli(
+        "send", "issues/2019-09.yaml", "--test-to", "me@example.org", "--backend", "outbox", "--yes"
+    )
+    assert test.code == 0, test.err

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from newsletter import ledger as ledger_module
 from newsletter.errors import LedgerError
 from newsletter.ledger import (
     B_CANCELLED,
     B_FAILED,
     B_POSTING,
     B_SENT,
+    B_SKIPPED,
     B_UNKNOWN,
     CANCELLED,
     DONE,
@@ -238,3 +240,107 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(LedgerError, match="newer version"):
         Ledger(path)
+
+
+def test_who_has_the_issue_failed_batches_count_only_while_resumable(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["main"], "sendgrid")
+    ledger.transition(send, SENDING)
+    sent = ledger.open_batch(send, rows(2), issue_id="2019-09")
+    ledger.mark_sent(sent.id, status=202, provider_id=None)
+    failed = ledger.open_batch(send, rows(2, start=2), issue_id="2019-09")
+    ledger.note_attempt(failed.id, ambiguous=False, status=503, error="unavailable")
+    ledger.mark_unsent(failed.id)
+    unknown = ledger.open_batch(send, rows(2, start=4), issue_id="2019-09")
+    ledger.note_attempt(unknown.id, ambiguous=True, status=None, error="timeout")
+    ledger.mark_unsent(unknown.id)
+    ledger.transition(send, PAUSED)
+
+    def has(i: int) -> bool:
+        return ledger.already_batched("2019-09", f"p{i}@example.org", backend="sendgrid")
+
+    # paused: the failed batch will be posted by a resume, so a new send leaves them out
+    assert [has(i) for i in range(6)] == [True] * 6
+    ledger.transition(send, CANCELLED, note="abandoned")
+    assert ledger.batch(failed.id).state == B_CANCELLED  # type: ignore[union-attr]
+    # abandoned: the failed batch's people never got it; the unknown ones may have
+    assert [has(i) for i in range(6)] == [True, True, False, False, True, True]
+
+
+def test_cancel_without_sendgrid_keeps_what_it_accepted(ledger: Ledger) -> None:
+    """A scheduled send SendGrid could no longer cancel: accepted batches still go out."""
+    send = ledger.create_send("2019-09", ["main"], "sendgrid")
+    ledger.set_schedule(send, "sg-batch-1", 1_900_000_000)
+    ledger.transition(send, SENDING)
+    b = ledger.open_batch(send, rows(2), issue_id="2019-09")
+    ledger.mark_sent(b.id, status=202, provider_id=None)
+    ledger.transition(send, PAUSED)
+    ledger.transition(send, CANCELLED, schedule_cancelled=False)
+    assert ledger.batch(b.id).state == B_SENT  # type: ignore[union-attr]
+    assert ledger.recipients_sent("2019-09") == 2
+    assert ledger.already_batched("2019-09", "p0@example.org", backend="sendgrid")
+
+
+def test_drop_recipients_before_a_repost(ledger: Ledger) -> None:
+    send = ledger.create_send("2019-09", ["main"], "sendgrid", planned_recipients=6)
+    ledger.transition(send, SENDING)
+    failed = ledger.open_batch(send, rows(3), issue_id="2019-09")
+    ledger.note_attempt(failed.id, ambiguous=False, status=500, error="x")
+    ledger.mark_unsent(failed.id)
+    info = ledger.drop_recipients(failed.id, ["P1@Example.org", "nobody@example.org"])
+    assert (info.state, info.recipients) == (B_FAILED, 2)
+    assert [r.email for r in ledger.batch_recipients(failed.id)] == [
+        "p0@example.org",
+        "p2@example.org",
+    ]
+    s = ledger.send(send)
+    assert (s.recipients_failed, s.recipients_dropped, s.planned_recipients) == (2, 1, 5)
+    info = ledger.drop_recipients(failed.id, ["p0@example.org", "p2@example.org"])
+    assert (info.state, info.recipients) == (B_SKIPPED, 0)  # nobody left: never posted
+    assert not ledger.already_batched("2019-09", "p1@example.org", backend="sendgrid")
+    with pytest.raises(LedgerError, match="final"):
+        ledger.drop_recipients(failed.id, ["p0@example.org"])
+    # from a batch that may already have reached them: they keep counting as having it
+    maybe = ledger.open_batch(send, rows(2, start=10), issue_id="2019-09")
+    ledger.drop_recipients(maybe.id, ["p10@example.org"])  # posting: outcome unknown
+    assert ledger.already_batched("2019-09", "p10@example.org", backend="sendgrid")
+
+
+def test_issue_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
+    path = tmp_path / ".newsletter" / "state.db"
+    with Ledger(path) as first, Ledger(path) as second:
+        first.lock_issue("2019-09")
+        first.lock_issue("2019-09")  # again in the same ledger: fine
+        with pytest.raises(LedgerError, match="another send of 2019-09 is running"):
+            second.lock_issue("2019-09")
+        second.lock_issue("2019-10")  # other issues are free
+        first.close()
+        second.lock_issue("2019-09")
+    assert (tmp_path / ".newsletter" / "issue-2019-09.lock").exists()
+
+
+def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(ledger_module._SCHEMA.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", ""))
+    db.execute(
+        "INSERT INTO sends (issue_id, lists, tags, backend, state, created_at, updated_at)"
+        " VALUES ('2019-09', '[\"main\"]', '[]', 'sendgrid', 'paused', 'x', 'x')"
+    )
+    db.execute(
+        "INSERT INTO batches (send_id, seq, state, recipients, created_at)"
+        " VALUES (1, 1, 'failed', 1, 'x')"
+    )
+    db.execute(
+        "INSERT INTO recipients (rowid, batch_id, send_id, issue_id, email, email_key, list_name)"
+        " VALUES (4096, 1, 1, '2019-09', 'a@example.org', 'a@example.org', 'main')"
+    )
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with Ledger(path) as ledger:
+        assert ledger._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        [s] = ledger.sends("2019-09")
+        assert (s.recipients_failed, s.recipients_dropped) == (1, 0)
+        assert ledger.already_batched("2019-09", "a@example.org", backend="sendgrid")
+        ledger.drop_recipients(1, ["a@example.org"])
+        assert ledger.send(1).recipients_dropped == 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,7 +23,16 @@ from newsletter.config import Workspace
 from newsletter.errors import ConfigError, LedgerError
 from newsletter.esp.base import CORRELATION_KEYS, Batch, IssueContent
 from newsletter.esp.sendgrid import build_payload, encode_payload, retry_after
-from newsletter.ledger import CANCELLED, DONE, SCHEDULED, Ledger
+from newsletter.ledger import (
+    B_CANCELLED,
+    B_SENT,
+    CANCELLED,
+    DONE,
+    FAILED,
+    PAUSED,
+    SCHEDULED,
+    Ledger,
+)
 from newsletter.send import (
     DEV_SECRET,
     Pacer,
@@ -33,7 +43,7 @@ from newsletter.send import (
     parse_send_at,
     row_of,
 )
-from stub_sendgrid import StubSendGrid
+from stub_sendgrid import StubSendGrid, hang, ok, status
 
 SECRET = TEST_ENV["NEWSLETTER_SECRET"]
 
@@ -55,6 +65,7 @@ class FakeBuilt:
     language: str = "en"
     source: Path = Path("issues/2019-09.yaml")
     preheader: str = "News"
+    draft: bool = False
     problems: list[Any] = field(default_factory=list)
 
 
@@ -152,10 +163,12 @@ def stub() -> Iterator[StubSendGrid]:
 
 def test_personalizer_fills_name_fallback_token_and_headers() -> None:
     p = Personalizer([SECRET.encode()], "https://news.example.org", "unsub@example.org", "es")
-    r = p(row_of(_Sub("ana@example.org", None, None, "sample")))
+    r = p(row_of(_Sub("ana@example.org", None, None, "sample", language=None)))
     url = r.values[message.UNSUBSCRIBE_URL]
     assert url.startswith("https://news.example.org/u/")
-    who = tokens.verify_token(url.rsplit("/", 1)[1], [SECRET.encode()])
+    parts = urlsplit(url)
+    assert parts.query == "lang=es"  # no language of her own: the issue's
+    who = tokens.verify_token(parts.path.rsplit("/", 1)[1], [SECRET.encode()])
     assert (who.email, who.list_name) == ("ana@example.org", "sample")
     assert r.values[message.FIRST_NAME_TEXT] == "lector"  # the issue's language fallback
     assert (
@@ -165,6 +178,52 @@ def test_personalizer_fills_name_fallback_token_and_headers() -> None:
     r2 = p(row_of(_Sub("b@example.org", "<Bo> & Co", "<Bo>", "sample")))
     assert r2.values[message.FIRST_NAME_HTML] == "&lt;Bo&gt;"
     assert r2.values[message.FIRST_NAME_TEXT] == "<Bo>"
+
+
+@pytest.mark.parametrize(
+    ("language", "query"),
+    [
+        ("fr", "lang=fr"),
+        ("pt_BR", "lang=pt-BR"),
+        ("zh-Hant", "lang=zh-Hant"),
+        (None, "lang=es"),
+        ("", "lang=es"),
+        ("Spanish, English", "lang=es"),  # not a code: the issue's language instead
+        ("<es>", "lang=es"),
+        ("e", "lang=es"),
+        ("abcdefghi", "lang=es"),  # longer than 8
+    ],
+)
+def test_unsubscribe_url_carries_the_subscribers_language(language: str | None, query: str) -> None:
+    """The one-click page opens in the reader's language: ?lang= on the substituted URL and
+    in List-Unsubscribe alike, and the token before it still verifies."""
+    p = Personalizer([SECRET.encode()], "https://news.example.org/", "unsub@example.org", "es")
+    [r] = p.batch([_Sub("zoë@exämple.org", None, None, "sample", language=language)])
+    url = r.values[message.UNSUBSCRIBE_URL]
+    assert urlsplit(url).query == query
+    assert r.headers["List-Unsubscribe"].startswith(f"<{url}>, <mailto:")
+    token = urlsplit(url).path.removeprefix("/u/")
+    assert tokens.verify_token(token, [SECRET.encode()]).email == "zoë@exämple.org"
+    # an issue with no usable language gives no query at all
+    bare = Personalizer([SECRET.encode()], "https://news.example.org/", None, "??")
+    plain = bare(_Sub("a@example.org", None, None, "x", language=None))
+    assert "?" not in plain.values[message.UNSUBSCRIBE_URL]
+
+
+def test_sendgrid_receives_the_language_in_both_places(
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sendgrid_env(monkeypatch, stub.url)
+    (workspace / "subscribers" / "langs.csv").write_text(
+        "email,language\nana@example.org,es\nben@example.org,\n", "utf-8"
+    )
+    run(workspace, lists=["langs"])
+    by_email = {p["to"][0]["email"]: p for p in stub.iter_personalizations()}
+    for email, lang in (("ana@example.org", "es"), ("ben@example.org", "en")):
+        p = by_email[email]
+        url = p["substitutions"][message.UNSUBSCRIBE_URL]
+        assert url.endswith(f"?lang={lang}")
+        assert p["headers"]["List-Unsubscribe"].startswith(f"<{url}>")
 
 
 @dataclass(frozen=True)
@@ -431,7 +490,7 @@ def test_scheduled_send_then_cancel(
     assert isinstance(request.body["batch_id"], str) and request.body["batch_id"]
     with Ledger(workspace / ".newsletter" / "state.db") as ledger:
         [cancelled] = cancel_send(Workspace(workspace), "2019-09", ledger=ledger)
-        assert cancelled.state == CANCELLED
+        assert cancelled.send.state == CANCELLED and cancelled.at_provider
         assert ledger.recipients_sent("2019-09") == 0
     cancel = stub.requests[-1]
     assert cancel.path == "/v3/user/scheduled_sends"
@@ -452,3 +511,91 @@ def test_cancel_refuses_within_ten_minutes_of_send_time(
     ):
         cancel_send(Workspace(workspace), "2019-09", ledger=ledger, now=when - timedelta(minutes=5))
     assert stub.requests[-1].path == "/v3/mail/send"  # nothing posted to cancel
+
+
+def _paused_scheduled_send(workspace: Path, stub: StubSendGrid) -> tuple[datetime, list[str]]:
+    """A send of 4 scheduled an hour ahead that paused after batch 1 (of 2) was accepted."""
+    set_send_config(workspace, batch_size=2, pause_after_failures=2)
+    people = write_list(workspace, "small", 4)
+    stub.script(ok(), status(503), status(503))
+    when = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    report = run(workspace, lists=["small"], send_at=when)
+    assert report.state == PAUSED
+    return when, people
+
+
+@pytest.mark.parametrize(
+    ("clock", "words"),
+    [
+        (timedelta(minutes=5), "has passed"),  # now is 5 minutes after the time
+        (timedelta(minutes=-5), "only cancel a scheduled send until 10 minutes"),
+    ],
+)
+def test_paused_scheduled_send_sendgrid_cannot_cancel_is_abandoned_here(
+    workspace: Path,
+    stub: StubSendGrid,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: timedelta,
+    words: str,
+) -> None:
+    sendgrid_env(monkeypatch, stub.url)
+    when, people = _paused_scheduled_send(workspace, stub)
+    first = [p["to"][0]["email"] for p in stub.sends()[0].body["personalizations"]]
+    requests = len(stub.requests)
+    with Ledger(workspace / ".newsletter" / "state.db") as ledger:
+        [c] = cancel_send(Workspace(workspace), "2019-09", ledger=ledger, now=when + clock)
+        assert c.send.state == CANCELLED and not c.at_provider and words in c.why_not
+        [b1, b2] = ledger.batches(c.send.id)
+        assert (b1.state, b2.state) == (B_SENT, B_CANCELLED)  # accepted: still goes out
+        assert ledger.recipients_sent("2019-09") == 2
+    assert len(stub.requests) == requests  # nothing asked of SendGrid: it could not help
+    # the rest can be sent now; those SendGrid accepted are left out
+    report = run(workspace, lists=["small"])
+    assert report.state == DONE and report.recipients_sent == 2
+    assert sorted(p["to"][0]["email"] for p in stub.sends()[-1].body["personalizations"]) == sorted(
+        set(people) - set(first)
+    )
+
+
+def test_cancelled_failed_send_does_not_keep_its_people_from_the_issue(
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed batch's people did not get the issue: after `cancel` a new send reaches them."""
+    sendgrid_env(monkeypatch, stub.url)
+    people = write_list(workspace, "small", 5)
+    stub.script(status(400))
+    assert run(workspace, lists=["small"]).state == FAILED
+    with Ledger(workspace / ".newsletter" / "state.db") as ledger:
+        cancel_send(Workspace(workspace), "2019-09", ledger=ledger)
+    s = session(workspace, lists=["small"])
+    plan = s.plan()
+    assert (plan.recipients, plan.already_sent) == (5, 0)
+    assert s.execute().state == DONE
+    s.close()
+    assert sorted(stub.emails()) == sorted(people)
+    with Ledger(workspace / ".newsletter" / "state.db") as ledger:
+        first = ledger.sends("2019-09")[0]
+        assert first.state == CANCELLED
+        assert [b.state for b in ledger.batches(first.id)] == [B_CANCELLED]
+
+
+def test_cancelled_scheduled_send_frees_even_its_unknown_batches(
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SendGrid's cancel covers every message of the schedule, answered or not."""
+    sendgrid_env(monkeypatch, stub.url)
+    set_send_config(workspace, batch_size=2, timeout=0.3)
+    people = write_list(workspace, "small", 4)
+    stub.script(ok(), hang(2.0, accepted=True))
+    when = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    assert run(workspace, lists=["small"], send_at=when).state == PAUSED
+    with Ledger(workspace / ".newsletter" / "state.db") as ledger:
+        [c] = cancel_send(Workspace(workspace), "2019-09", ledger=ledger)
+        assert c.at_provider
+        assert [b.state for b in ledger.batches(c.send.id)] == [B_CANCELLED, B_CANCELLED]
+    assert stub.requests[-1].path == "/v3/user/scheduled_sends"
+    before = len(stub.sends())
+    report = run(workspace, lists=["small"])
+    assert report.recipients_sent == 4
+    again = [p["to"][0]["email"] for r in stub.sends()[before:] for p in r.body["personalizations"]]
+    assert sorted(again) == people

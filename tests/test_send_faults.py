@@ -1,17 +1,23 @@
-"""Faults: 429, 5xx, timeouts, dropped connections, refusals, unsubscribes mid-send, SIGKILL.
+"""Faults: 429, 5xx, refused connections, timeouts, dropped connections, refusals,
+unsubscribes mid-send and before a retry, SIGKILL, two sends at once.
 
 Every test asserts on what the stand-in SendGrid received: each valid address exactly
-once across all accepted requests, nobody suppressed, nobody invalid.  Backoff is
-shortened through send.backoff_base / backoff_max and send.timeout, so this takes seconds.
+once across all accepted requests, nobody suppressed, nobody invalid.  429, 5xx and
+refused connections are retried by the send itself; a request that got no answer
+pauses it for the user's choice.  Backoff is shortened through send.backoff_base /
+backoff_max and send.timeout, so this takes seconds.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +27,24 @@ import pytest
 
 from conftest import run_cli
 from newsletter.errors import ProviderRejected
-from newsletter.ledger import B_FAILED, B_SENT, DONE, FAILED, PAUSED, Ledger
+from newsletter.esp.base import DeliveryUnknown
+from newsletter.esp.sendgrid import map_transport_error
+from newsletter.ledger import (
+    B_FAILED,
+    B_SENT,
+    B_SKIPPED,
+    B_UNKNOWN,
+    DONE,
+    FAILED,
+    PAUSED,
+    Ledger,
+)
 from newsletter.suppressions import Suppression, add_suppressions, now_iso
 from stub_sendgrid import StubSendGrid, close, hang, ok, rate_limited, status
 from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
     SECRET,
     _fast_retries,
+    run,
     sendgrid_env,
     session,
     set_send_config,
@@ -44,53 +62,127 @@ def stub() -> Iterator[StubSendGrid]:
         yield server
 
 
-def test_rate_limit_5xx_timeout_and_dropped_connection_still_exactly_once(
+class Outage:
+    """Progress sink that takes the stub down after batch ``after`` (connections refused)
+    and brings it back when the send starts waiting to retry: a deterministic outage."""
+
+    def __init__(self, stub: StubSendGrid, after: int) -> None:
+        self.stub, self.after = stub, after
+        self.waits: list[str] = []
+
+    def batch_done(self, seq: int, recipients: int) -> None:
+        if seq == self.after:
+            self.stub.go_down()
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self.waits.append(reason)
+        self.stub.come_back()
+
+
+def test_rate_limit_5xx_and_refused_retried_no_answer_pauses_exactly_once(
     workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """429, 500, 503 and a refused connection are retried by themselves; a request that got
+    no answer (hang, dropped connection) pauses the send, and --skip-unknown finishes it:
+    every address exactly once."""
     sendgrid_env(monkeypatch, stub.url)
-    set_send_config(workspace, timeout=0.5)
+    set_send_config(workspace, timeout=0.5, batch_size=500)
     expected = write_list(workspace, "big", 2510, invalid=20, duplicates=10, suppressed=10)
     limited = rate_limited(0.3)
     reset = float(limited.headers["X-RateLimit-Reset"])
     stub.script(
-        # batch 1: rate limited, then two server errors, then accepted
-        limited,
+        limited,  # batch 1: rate limited, then two server errors, then accepted
         status(500),
         status(503),
         ok(),
-        # batch 2: no answer before the timeout, then the connection drops, then accepted
-        hang(3.0),
-        close(),
+        ok(),  # batch 2 (after a refused connection: see Outage)
+        hang(3.0, accepted=True),  # batch 3: SendGrid takes it but answers too late
     )
+    outage = Outage(stub, after=1)
     s = session(workspace, lists=["big"])
     s.plan()
-    report = s.execute()
+    report = s.execute(outage)
     s.close()
-
-    assert report.state == DONE and report.recipients_sent == 2500
-    emails = stub.emails()
-    assert len(emails) == 2500 and sorted(emails) == sorted(expected)
-    assert not any(e.startswith("not-an-address") for e in stub.emails(accepted_only=False))
+    assert report.state == PAUSED and report.unknown == [3]
+    assert "batch 3 (500 recipients) got no answer" in report.message
+    assert stub.refused_windows == 1 and any("cannot connect" in w for w in outage.waits)
     actions = [(r.action, r.status) for r in stub.sends(accepted_only=False)]
     assert actions == [
         ("status", 429),
         ("status", 500),
         ("status", 503),
         ("ok", 202),
-        ("hang", None),
-        ("close", None),
         ("ok", 202),
-        ("ok", 202),
+        ("hang", None),  # and nothing after it: not retried
     ]
     assert stub.sends(accepted_only=False)[1].at >= reset  # waited for X-RateLimit-Reset
-    # batch 2 was retried after requests that got no answer: reported, and in the ledger
-    assert report.maybe_twice == [2]
     with ledger_of(workspace) as ledger:
         [summary] = ledger.sends("2019-09")
         b1, b2, b3 = ledger.batches(summary.id)
         assert (b1.attempts, b1.ambiguous_attempts, b1.state) == (4, 0, B_SENT)
-        assert (b2.attempts, b2.ambiguous_attempts, b2.state) == (3, 2, B_SENT)
-        assert b3.attempts == 1
+        assert (b2.attempts, b2.ambiguous_attempts, b2.state) == (2, 0, B_SENT)  # refused, ok
+        assert (b3.attempts, b3.ambiguous_attempts, b3.state) == (1, 1, B_UNKNOWN)
+        assert (summary.state, summary.recipients_unknown) == (PAUSED, 500)
+
+    # batch 4: the connection drops after the request went out; pauses again
+    stub.script(close(accepted=True))
+    report = run_resume(workspace, unknown="skip")
+    assert report.state == PAUSED and report.unknown == [4] and report.maybe_twice == []
+    report = run_resume(workspace, unknown="skip")
+    assert report.state == DONE and report.recipients_sent == 500
+    emails = stub.emails()  # the hung and dropped requests count: SendGrid had them
+    assert len(emails) == 2500 and Counter(emails) == Counter(expected)
+    assert not any(e.startswith("not-an-address") for e in stub.emails(accepted_only=False))
+    with ledger_of(workspace) as ledger:
+        [summary] = ledger.sends("2019-09")
+        assert (summary.state, summary.recipients_sent, summary.recipients_skipped) == (
+            DONE,
+            1500,
+            1000,
+        )
+        assert summary.resent_batches == 0
+
+
+def test_no_answer_pauses_the_cli_with_both_choices(workspace: Path, stub: StubSendGrid) -> None:
+    set_send_config(workspace, timeout=0.3)
+    expected = write_list(workspace, "small", 3)
+    stub.script(hang(2.0, accepted=True))
+    env = _cli_env(stub.url)
+    send = ("send", "issues/2019-09.yaml", "--list", "small", "--yes")
+    r = run_cli(*send, cwd=workspace, env=env)
+    assert r.code == 1
+    assert "got no answer" in r.err and "nobody gets the issue twice" in r.err
+    assert "--resume --skip-unknown" in r.err and "--resume --resend-unknown" in r.err
+    assert len(stub.sends(accepted_only=False)) == 1  # not retried
+    shown = run_cli("status", "2019-09", cwd=workspace, env=env)
+    assert "paused" in shown.out and "3 unknown" in shown.out
+    assert "batch 1 (3 recipients): posted, no answer" in shown.out
+    r = run_cli(*send[:2], "--resume", "--skip-unknown", "--yes", cwd=workspace, env=env)
+    assert r.code == 0, r.err
+    assert "is done" in r.out
+    assert sorted(stub.emails()) == sorted(expected)  # once: the hung request was accepted
+
+
+def test_transport_errors_before_and_after_the_request_left() -> None:
+    """urllib wraps in URLError what fails while connecting and writing; what fails while
+    waiting for the answer comes unwrapped.  Only the latter may have been accepted."""
+    before = [
+        urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+        urllib.error.URLError(TimeoutError("timed out")),  # connect timeout
+        urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
+        urllib.error.URLError(BrokenPipeError(32, "Broken pipe")),  # body not fully written
+    ]
+    for exc in before:
+        mapped = map_transport_error(exc)
+        assert not isinstance(mapped, DeliveryUnknown) and "cannot connect" in mapped.message
+    after = [
+        TimeoutError("timed out"),  # read timeout
+        http.client.RemoteDisconnected("Remote end closed connection without response"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        http.client.IncompleteRead(b""),
+    ]
+    for exc in after:
+        assert isinstance(map_transport_error(exc), DeliveryUnknown), exc
 
 
 def test_refusal_stops_with_sendgrid_message_then_resume_finishes_once(
@@ -344,3 +436,158 @@ def _wait_for_line(proc: subprocess.Popen[str], text: str) -> None:
         if text in line:
             return
     raise AssertionError(f"{text!r} never printed")
+
+
+# --------------------------------------------------------------------------- unsubscribed before a retry
+
+
+def _suppress(ws: Path, *emails: str) -> None:
+    add_suppressions(
+        ws / "subscribers" / "suppressions.csv",
+        [Suppression(e, "unsubscribed", "one-click", now_iso()) for e in emails],
+    )
+
+
+def test_resume_leaves_out_who_unsubscribed_from_a_failed_batch(
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sendgrid_env(monkeypatch, stub.url)
+    set_send_config(workspace, batch_size=2, pause_after_failures=2)
+    people = write_list(workspace, "small", 6)
+    stub.script(ok(), status(503), status(503))  # batch 2 (people 2 and 3) fails
+    assert run(workspace, lists=["small"]).state == PAUSED
+    _suppress(workspace, people[2].upper())
+
+    s = session(workspace, lists=[], resume=True)
+    plan = s.plan()
+    assert (plan.repost_batches, plan.repost_recipients, plan.repost_dropped) == (1, 1, 1)
+    assert (plan.recipients, plan.already_sent, plan.suppressed) == (2, 2, 1)
+    report = s.execute()
+    s.close()
+    assert report.state == DONE and report.dropped == 1
+    assert report.recipients_sent == plan.total_recipients == 3  # the plan's counts hold
+    assert Counter(stub.emails()) == Counter(p for p in people if p != people[2])
+    with ledger_of(workspace) as ledger:
+        [summary] = ledger.sends("2019-09")
+        assert (summary.recipients_sent, summary.recipients_dropped, summary.pending) == (5, 1, 0)
+        b2 = ledger.batches(summary.id)[1]
+        assert (b2.state, b2.recipients) == (B_SENT, 1)
+        assert [r.email for r in ledger.batch_recipients(b2.id, dropped=True)] == [people[2]]
+        # they never got it: were they to subscribe again, a new send would reach them
+        assert not ledger.already_batched("2019-09", people[2], backend="sendgrid")
+    shown = run_cli("status", "2019-09", cwd=workspace, env=_cli_env(stub.url))
+    assert "5 sent, 0 pending, 0 failed, 0 unknown, 1 left out" in shown.out
+
+
+def test_a_failed_batch_whose_people_all_unsubscribed_is_not_posted(
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sendgrid_env(monkeypatch, stub.url)
+    set_send_config(workspace, batch_size=2, pause_after_failures=2)
+    people = write_list(workspace, "small", 4)
+    stub.script(ok(), status(503), status(503))
+    assert run(workspace, lists=["small"]).state == PAUSED
+    _suppress(workspace, people[2], people[3])
+    posted = len(stub.sends(accepted_only=False))
+    report = run_resume(workspace)
+    assert report.state == DONE and report.dropped == 2 and report.batches_reposted == 0
+    assert len(stub.sends(accepted_only=False)) == posted  # nothing posted
+    with ledger_of(workspace) as ledger:
+        [summary] = ledger.sends("2019-09")
+        assert [b.state for b in ledger.batches(summary.id)] == [B_SENT, B_SKIPPED]
+        assert (summary.recipients_sent, summary.recipients_dropped) == (2, 2)
+
+
+def test_resend_unknown_leaves_out_who_unsubscribed_and_remembers_they_may_have_it(
+    workspace: Path, stub: StubSendGrid
+) -> None:
+    people = write_list(workspace, "big", 2500)
+    _kill_mid_send(workspace, stub)  # batch 2 (people 1000..1999) posted, no answer
+    leaving = [people[1000], people[1500]]
+    _suppress(workspace, *leaving)
+    env = _cli_env(stub.url)
+    r = run_cli(
+        "send",
+        "issues/2019-09.yaml",
+        "--resume",
+        "--resend-unknown",
+        "--yes",
+        cwd=workspace,
+        env=env,
+    )
+    assert r.code == 0, r.err
+    assert "to post again: 1 batch(es), 998 recipients (2 left out: unsubscribed since)" in r.out
+    assert "2 subscriber(s) unsubscribed before their batch was posted again" in r.err
+    resent = stub.sends()[2]
+    assert len(resent.body["personalizations"]) == 998
+    assert not set(leaving) & {p["to"][0]["email"] for p in resent.body["personalizations"]}
+    with ledger_of(workspace) as ledger:
+        # the first, unanswered attempt may have reached them: they count as having it
+        assert all(ledger.already_batched("2019-09", e, backend="sendgrid") for e in leaving)
+
+
+# --------------------------------------------------------------------------- two at once
+
+
+def test_two_sends_of_the_same_issue_at_once_never_duplicate(
+    workspace: Path, stub: StubSendGrid
+) -> None:
+    """The second `newsletter send` stops at once with a clear message: one per issue."""
+    expected = write_list(workspace, "big", 2500)
+    stub.script(hang(accepted=True))  # the first process's batch 1 waits for release()
+    first = _start_send(
+        workspace, stub.url, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert stub.wait_for_sends(1, timeout=60)
+        second = _start_send(
+            workspace, stub.url, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        _, err2 = second.communicate(timeout=60)
+        stub.release()
+        _, err1 = first.communicate(timeout=60)
+    finally:
+        for proc in (first,):
+            if proc.poll() is None:
+                proc.kill()
+    assert first.returncode == 0, err1
+    assert second.returncode == 1 and "another send of 2019-09 is running" in err2
+    assert "Traceback" not in err2
+    emails = stub.emails()
+    assert len(emails) == len(set(emails)) == len(expected) == 2500
+    with ledger_of(workspace) as ledger:
+        assert [s.state for s in ledger.sends("2019-09")] == [DONE]
+
+
+class UnsubscribeWhileWaiting:
+    """Progress sink: someone unsubscribes while the send waits to retry a batch."""
+
+    def __init__(self, ws: Path, email: str) -> None:
+        self.ws, self.email = ws, email
+
+    def batch_done(self, seq: int, recipients: int) -> None:
+        pass
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        _suppress(self.ws, self.email)
+
+
+def test_a_retry_after_a_wait_leaves_out_who_unsubscribed_meanwhile(
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sendgrid_env(monkeypatch, stub.url)
+    set_send_config(workspace, batch_size=2)
+    people = write_list(workspace, "small", 4)
+    stub.script(ok(), rate_limited(0.1))  # batch 2 (people 2 and 3) must wait
+    s = session(workspace, lists=["small"])
+    s.plan()
+    report = s.execute(UnsubscribeWhileWaiting(workspace, people[2]))
+    s.close()
+    assert report.state == DONE and report.dropped == 1 and report.recipients_sent == 3
+    retried = stub.sends()[1]
+    assert [p["to"][0]["email"] for p in retried.body["personalizations"]] == [people[3]]
+    assert Counter(stub.emails()) == Counter(p for p in people if p != people[2])
+    with ledger_of(workspace) as ledger:
+        [summary] = ledger.sends("2019-09")
+        assert (summary.recipients_sent, summary.recipients_dropped) == (3, 1)
+        assert not ledger.already_batched("2019-09", people[2], backend="sendgrid")

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.config import Workspace
 from newsletter.errors import SubscriberListError
 from newsletter.subscribers import (
+    NON_ASCII_LOCAL,
     Audience,
     RowProblem,
     Subscriber,
@@ -22,6 +23,7 @@ from newsletter.subscribers import (
     list_names,
     list_path,
     normalise_email,
+    normalise_recipient,
 )
 from newsletter.suppressions import SuppressionList
 
@@ -507,3 +509,51 @@ def test_multiline_note_mentioning_an_address_is_not_a_runaway_quote(tmp_path: P
     subs, problems = read(path)
     assert [(s.email, s.line) for s in subs] == [("ana@example.org", 2), ("ben@example.org", 4)]
     assert subs[0].consent == "at the fair,\nconfirmed by ana@example.org, phone"
+
+
+# --------------------------------------------------------------------------- what SendGrid takes
+
+
+def test_non_ascii_local_part_is_invalid_on_a_list_but_idn_domains_are_fine(
+    tmp_path: Path,
+) -> None:
+    """SMTPUTF8 addresses are valid mail, but SendGrid refuses them (and the whole batch)."""
+    path = write(
+        tmp_path,
+        "email,name\nana@example.org,A\njosé@example.org,J\njose\u0301@example.org,J2\n"
+        "ana@bücher.de,B\nÜNÏ@Bücher.de,U\n",
+    )
+    subs, problems = read(path)
+    assert [s.email for s in subs] == ["ana@example.org", "ana@bücher.de"]
+    assert [(p.line, p.kind, p.email, p.reason) for p in problems] == [
+        (3, "invalid", "josé@example.org", NON_ASCII_LOCAL),
+        (4, "invalid", "jose\u0301@example.org", NON_ASCII_LOCAL),
+        (6, "invalid", "ÜNÏ@Bücher.de", NON_ASCII_LOCAL),
+    ]
+    assert "SendGrid does not accept" in NON_ASCII_LOCAL and "before the @" in NON_ASCII_LOCAL
+    # the general normalisation (suppressions, the web server) still accepts them
+    assert normalise_email("josé@example.org") == "josé@example.org"
+    with pytest.raises(ValueError, match="non-ASCII"):
+        normalise_recipient("josé@example.org")
+    assert normalise_recipient("ana@Bücher.DE") == "ana@bücher.de"
+
+
+def test_non_ascii_local_part_in_audience_import_and_suppressions_agree(tmp_path: Path) -> None:
+    ws_root = tmp_path
+    (ws_root / "subscribers").mkdir()
+    (ws_root / "subscribers" / "main.csv").write_text(
+        "email\nana@example.org\njosé@example.org\n", "utf-8"
+    )
+    # a suppression entry with such an address is readable (and matches that spelling)
+    (ws_root / "subscribers" / "suppressions.csv").write_text(
+        "email,reason\nJosé@Example.org,unsubscribed\n", "utf-8"
+    )
+    suppressions = SuppressionList(ws_root / "subscribers" / "suppressions.csv")
+    assert len(suppressions) == 1 and "José@example.org" in suppressions
+    audience = Audience(Workspace(ws_root), ["main"], suppressions=suppressions)
+    assert [s.email for s in audience] == ["ana@example.org"]
+    assert (audience.invalid, audience.suppressed) == (1, 0)
+    source = write(tmp_path, "email\nbob@example.org\nzoë@example.org\n", "crm.csv")
+    report = import_list(source, ws_root / "subscribers" / "main.csv")
+    assert report.added == 1
+    assert [(p.kind, p.reason) for p in report.skipped] == [("invalid", NON_ASCII_LOCAL)]

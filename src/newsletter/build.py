@@ -42,6 +42,7 @@ class BuiltIssue(HasProblems):
     web_html: str  # browser version: no placeholders, no unsubscribe link
     mjml: str
     located: Located
+    draft: bool = False
     problems: list[Problem] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -103,6 +104,7 @@ def compose(ws: Workspace, path: Path, renderer: Renderer | None = None) -> Buil
         web_html=web_html,
         mjml=mjml_src,
         located=located,
+        draft=issue.draft,
         problems=problems,
         timings=timings,
     )

@@ -15,6 +15,20 @@ every batch is in one of three knowable conditions: sent, never posted
 never resent silently; the user chooses (see :meth:`Ledger.skip_unknown` and
 :meth:`Ledger.batches_to_repost`).
 
+Before a batch is posted again, whoever has unsubscribed since is taken out of
+it (:meth:`Ledger.drop_recipients`): their row stays, marked, so the counts add
+up and a later send knows whether they may have had the issue.
+
+Who "has the issue" (:meth:`Ledger.already_batched`, which later sends exclude):
+people in batches that were accepted or may have been (``sent``, ``posting``,
+``unknown``, ``skipped``), and people in ``failed`` batches of a send that is
+still to be resumed (its repost will reach them).  Not: a ``failed`` batch of an
+abandoned send, nor a batch SendGrid cancelled (``cancelled``).
+
+Only one process works on an issue at a time (:meth:`Ledger.lock_issue`, an OS
+lock on ``.newsletter/issue-<id>.lock``), so two `newsletter send` commands of
+the same issue cannot both decide that nobody has it yet.
+
 The database uses WAL so that `newsletter serve` can read batches (webhook
 events name their batch in ``custom_args``) while a send writes, and
 ``synchronous=FULL`` so that a committed mark survives a power cut.
@@ -34,7 +48,7 @@ from typing import IO, Any, Protocol
 from .errors import LedgerError
 from .subscribers import email_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: recipients.dropped, batches.dropped
 ROWS_PER_BATCH_ID = 4096  # > the 1,000 recipients a batch may hold
 
 # Send states.
@@ -62,8 +76,16 @@ B_POSTING = "posting"  # recipients committed, request about to leave or in flig
 B_SENT = "sent"  # the provider answered 2xx
 B_FAILED = "failed"  # every attempt got a definite "no": safe to post again
 B_UNKNOWN = "unknown"  # an attempt left and got no answer: may have been accepted
-B_SKIPPED = "skipped"  # unknown, and the user chose not to resend
-B_CANCELLED = "cancelled"  # accepted for a scheduled send that was then cancelled
+B_SKIPPED = "skipped"  # unknown and the user chose not to resend; or emptied by unsubscribes
+B_CANCELLED = "cancelled"  # will not be delivered: cancelled at SendGrid, or abandoned unposted
+
+# recipients.dropped: why a person is no longer in their batch.
+R_IN = 0  # in the batch
+R_DROPPED = 1  # unsubscribed before any attempt that could have reached them
+R_DROPPED_MAYBE = 2  # unsubscribed before a resend; an earlier attempt may have reached them
+
+# Batch states whose recipients may have received the issue.
+_MAY_HAVE = (B_SENT, B_POSTING, B_UNKNOWN, B_SKIPPED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sends (
@@ -105,6 +127,7 @@ CREATE TABLE IF NOT EXISTS batches (
     error TEXT,
     created_at TEXT NOT NULL,
     finished_at TEXT,
+    dropped INTEGER NOT NULL DEFAULT 0,
     UNIQUE (send_id, seq)
 );
 -- rowid = batch id * ROWS_PER_BATCH_ID + position: a batch's recipients are one range
@@ -118,10 +141,19 @@ CREATE TABLE IF NOT EXISTS recipients (
     name TEXT,
     first_name TEXT,
     language TEXT,
-    list_name TEXT NOT NULL
+    list_name TEXT NOT NULL,
+    dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email_key);
 """
+
+# From one schema version to the next (the key is the version being left).
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE batches ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE recipients ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
+    ),
+}
 
 
 def _now() -> str:
@@ -201,6 +233,7 @@ class SendSummary:
     recipients_failed: int
     recipients_unknown: int
     recipients_skipped: int
+    recipients_dropped: int  # taken out of a batch before its repost: they unsubscribed
     resent_batches: int
     running: bool
 
@@ -215,7 +248,10 @@ class SendSummary:
 
     @property
     def pending(self) -> int:
-        """Recipients planned but not yet sent (an estimate: the lists may change meanwhile)."""
+        """Recipients planned but not yet sent (an estimate: the lists may change meanwhile);
+        none once the send is over."""
+        if self.state in (DONE, SCHEDULED, CANCELLED):
+            return 0
         return max(0, self.planned_recipients - self.recipients_sent - self.recipients_skipped)
 
 
@@ -268,6 +304,7 @@ class Ledger:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self._locks: dict[int, SendLock] = {}
+        self._issue_locks: dict[str, SendLock] = {}
         try:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,9 +334,16 @@ class Ledger:
             )
         if version < SCHEMA_VERSION:
             with self._tx():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                # Again inside the write lock: another process may have just upgraded it.
+                version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+                if version == 0:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                else:
+                    for v in range(version, SCHEMA_VERSION):
+                        for statement in _UPGRADES[v]:
+                            self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -314,9 +358,10 @@ class Ledger:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
-        for lock in self._locks.values():
+        for lock in [*self._locks.values(), *self._issue_locks.values()]:
             lock.release()
         self._locks.clear()
+        self._issue_locks.clear()
         self._db.close()
 
     def __enter__(self) -> Ledger:
@@ -329,6 +374,31 @@ class Ledger:
         if self.path is None:
             return None
         return SendLock(self.path.parent / f"send-{send_id}.lock")
+
+    def lock_issue(self, issue_id: str) -> None:
+        """Hold the issue's lock until :meth:`unlock_issue` or :meth:`close` (or the process
+        ends); raise LedgerError at once if another process holds it.
+
+        Taken before a send is planned and kept until it ends, so the decisions "who
+        already has this issue" and "is another send of it unfinished" cannot go
+        stale while a second process sends the same issue.
+        """
+        if self.path is None or issue_id in self._issue_locks:
+            return
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in issue_id)
+        lock = SendLock(self.path.parent / f"issue-{safe}.lock")
+        if not lock.acquire():
+            raise LedgerError(
+                f"another send of {issue_id} is running",
+                hint="wait for it to finish (or press Ctrl-C there to pause it); "
+                "`newsletter status` shows it",
+            )
+        self._issue_locks[issue_id] = lock
+
+    def unlock_issue(self, issue_id: str) -> None:
+        lock = self._issue_locks.pop(issue_id, None)
+        if lock is not None:
+            lock.release()
 
     # -- sends ------------------------------------------------------------------------------
 
@@ -373,8 +443,21 @@ class Ledger:
             )
         return send_id
 
-    def transition(self, send_id: int, new_state: str, *, note: str | None = None) -> None:
-        """Move a send to ``new_state``; the one place that knows which moves are allowed."""
+    def transition(
+        self,
+        send_id: int,
+        new_state: str,
+        *,
+        note: str | None = None,
+        schedule_cancelled: bool | None = None,
+    ) -> None:
+        """Move a send to ``new_state``; the one place that knows which moves are allowed.
+
+        Cancelling marks the batches that will not be delivered ``cancelled``: failed
+        ones always; with ``schedule_cancelled`` (default: the send has a SendGrid
+        schedule id) also every batch SendGrid held for later.  Without it, batches
+        SendGrid accepted stay as they are: they go out (or went out).
+        """
         with self._tx() as db:
             row = db.execute("SELECT state FROM sends WHERE id=?", (send_id,)).fetchone()
             if row is None:
@@ -396,13 +479,19 @@ class Ledger:
                 (send_id, now, old, new_state, note),
             )
             if new_state == CANCELLED:
-                row2 = db.execute("SELECT schedule_id FROM sends WHERE id=?", (send_id,)).fetchone()
-                if row2["schedule_id"]:
-                    # Accepted for later, then called off: nobody received these.
-                    db.execute(
-                        "UPDATE batches SET state=? WHERE send_id=? AND state=?",
-                        (B_CANCELLED, send_id, B_SENT),
-                    )
+                if schedule_cancelled is None:
+                    row2 = db.execute(
+                        "SELECT schedule_id FROM sends WHERE id=?", (send_id,)
+                    ).fetchone()
+                    schedule_cancelled = bool(row2["schedule_id"])
+                # Failed batches were never accepted; with the schedule called off at
+                # SendGrid, nothing of this send is delivered.
+                states = (B_FAILED, *_MAY_HAVE) if schedule_cancelled else (B_FAILED,)
+                marks = ",".join("?" for _ in states)
+                db.execute(
+                    f"UPDATE batches SET state=? WHERE send_id=? AND state IN ({marks})",
+                    (B_CANCELLED, send_id, *states),
+                )
 
     def set_schedule(self, send_id: int, schedule_id: str, send_at: int) -> None:
         with self._tx() as db:
@@ -443,6 +532,7 @@ class Ledger:
               SUM(CASE WHEN b.state IN ('posting','unknown') THEN b.recipients ELSE 0 END)
                 AS r_unknown,
               SUM(CASE WHEN b.state='skipped' THEN b.recipients ELSE 0 END) AS r_skipped,
+              SUM(b.dropped) AS r_dropped,
               SUM(b.resent) AS n_resent
             FROM sends s LEFT JOIN batches b ON b.send_id = s.id
             {where}
@@ -479,6 +569,7 @@ class Ledger:
                     recipients_failed=int(r["r_failed"] or 0),
                     recipients_unknown=int(r["r_unknown"] or 0),
                     recipients_skipped=int(r["r_skipped"] or 0),
+                    recipients_dropped=int(r["r_dropped"] or 0),
                     resent_batches=int(r["n_resent"] or 0),
                     running=running,
                 )
@@ -591,6 +682,65 @@ class Ledger:
             else:
                 raise LedgerError(f"batch #{batch_id} is {state}; it cannot be posted again")
 
+    def drop_recipients(
+        self, batch_id: int, emails: Iterable[str], *, maybe: bool | None = None
+    ) -> BatchInfo:
+        """Take people who unsubscribed out of a batch not yet accepted, before it is posted
+        again; a batch left empty becomes ``skipped``.  Returns the batch as it now is.
+
+        Their rows stay, marked :data:`R_DROPPED`, or :data:`R_DROPPED_MAYBE` when an
+        earlier attempt of the batch may have reached them (``maybe``; by default
+        judged from the batch: unknown or resent), and the batch's and the send's
+        counts shrink, so that sent + dropped adds up to what was batched.
+        """
+        keys = sorted({email_key(e) for e in emails})
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT state, resent, ambiguous_attempts, send_id FROM batches WHERE id=?",
+                (batch_id,),
+            ).fetchone()
+            if row is None:
+                raise LedgerError(f"no batch #{batch_id} in the ledger")
+            state = str(row["state"])
+            if state not in (B_FAILED, B_POSTING, B_UNKNOWN):
+                raise LedgerError(f"batch #{batch_id} is {state}; its recipients are final")
+            if maybe is None:
+                maybe = state != B_FAILED or bool(row["resent"]) or row["ambiguous_attempts"] > 0
+            dropped = 0
+            first = batch_id * ROWS_PER_BATCH_ID
+            for i in range(0, len(keys), 500):  # SQLite's limit on parameters
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" for _ in chunk)
+                cur = db.execute(
+                    "UPDATE recipients SET dropped=? WHERE rowid BETWEEN ? AND ?"
+                    f" AND dropped=? AND email_key IN ({marks})",
+                    (
+                        R_DROPPED_MAYBE if maybe else R_DROPPED,
+                        first,
+                        first + ROWS_PER_BATCH_ID - 1,
+                        R_IN,
+                        *chunk,
+                    ),
+                )
+                dropped += int(cur.rowcount)
+            if dropped:
+                db.execute(
+                    "UPDATE batches SET recipients=recipients-?, dropped=dropped+? WHERE id=?",
+                    (dropped, dropped, batch_id),
+                )
+                db.execute(
+                    "UPDATE sends SET planned_recipients=MAX(0, planned_recipients-?),"
+                    " updated_at=? WHERE id=?",
+                    (dropped, _now(), row["send_id"]),
+                )
+                db.execute(
+                    "UPDATE batches SET state=?, finished_at=? WHERE id=? AND recipients=0",
+                    (B_SKIPPED, _now(), batch_id),
+                )
+        info = self.batch(batch_id)
+        assert info is not None
+        return info
+
     def note_attempt(
         self, batch_id: int, *, ambiguous: bool, status: int | None, error: str | None
     ) -> None:
@@ -682,11 +832,13 @@ class Ledger:
         ).fetchall()
         return [b for b in (self.batch(int(r[0])) for r in rows) if b is not None]
 
-    def batch_recipients(self, batch_id: int) -> list[RecipientRow]:
+    def batch_recipients(self, batch_id: int, *, dropped: bool = False) -> list[RecipientRow]:
+        """The people in a batch (those posted with it, or to post it again); with
+        ``dropped``, those taken out of it instead."""
         rows = self._db.execute(
             "SELECT email, name, first_name, language, list_name FROM recipients"
-            " WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
-            (batch_id * ROWS_PER_BATCH_ID, (batch_id + 1) * ROWS_PER_BATCH_ID - 1),
+            f" WHERE rowid BETWEEN ? AND ? AND dropped{'!=' if dropped else '='}? ORDER BY rowid",
+            (batch_id * ROWS_PER_BATCH_ID, (batch_id + 1) * ROWS_PER_BATCH_ID - 1, R_IN),
         ).fetchall()
         return [RecipientRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
@@ -699,21 +851,33 @@ class Ledger:
     def already_batched(
         self, issue_id: str, email: str, *, backend: str, only_send: int | None = None
     ) -> bool:
-        """Has this address been put in a batch of this issue (by any real send through this
-        backend, or only by ``only_send``)?  Cancelled scheduled batches do not count."""
-        if only_send is not None:
-            sql = (
-                "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
-                " WHERE r.issue_id=? AND r.email_key=? AND r.send_id=? AND b.state!=? LIMIT 1"
-            )
-            params: tuple[Any, ...] = (issue_id, email_key(email), only_send, B_CANCELLED)
-        else:
-            sql = (
-                "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
-                " JOIN sends s ON s.id=r.send_id"
-                " WHERE r.issue_id=? AND r.email_key=? AND s.backend=? AND b.state!=? LIMIT 1"
-            )
-            params = (issue_id, email_key(email), backend, B_CANCELLED)
+        """Has this address had the issue, or may it have, or will a resume post it to them
+        (by any real send through this backend, or only by ``only_send``)?
+
+        Counted: batches accepted or possibly accepted, failed batches of a send that
+        can still be resumed, and people taken out of a resend who may have had an
+        earlier attempt.  Not counted: failed batches of an abandoned send, batches
+        cancelled at SendGrid, people taken out before anything could reach them.
+        """
+        sql = (
+            "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
+            " JOIN sends s ON s.id=r.send_id"
+            " WHERE r.issue_id=? AND r.email_key=? AND s.backend=?"
+            + (" AND r.send_id=?" if only_send is not None else "")
+            + " AND (r.dropped=? OR (r.dropped=? AND (b.state IN (?,?,?,?)"
+            " OR (b.state=? AND s.state!=?)))) LIMIT 1"
+        )
+        params: tuple[Any, ...] = (
+            issue_id,
+            email_key(email),
+            backend,
+            *(() if only_send is None else (only_send,)),
+            R_DROPPED_MAYBE,
+            R_IN,
+            *_MAY_HAVE,
+            B_FAILED,
+            CANCELLED,
+        )
         return self._db.execute(sql, params).fetchone() is not None
 
     def log(self, send_id: int) -> list[tuple[str, str | None, str, str | None]]:

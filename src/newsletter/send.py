@@ -2,23 +2,34 @@
 
 The flow (:class:`SendSession`)::
 
-    plan()     one streaming pass over the audience: counts, refusals, resume checks
+    plan()     take the issue's lock (held until close()), then one streaming pass
+               over the audience: counts, refusals, resume checks
     execute()  create (or resume) the ledger's send, then SendEngine.run():
-                 repost batches that failed (and, if the user chose, unknown ones)
+                 repost batches that failed (and, if the user chose, unknown ones),
+                   each after re-reading the suppressions and taking out whoever left
                  loop: refresh suppressions -> take the next <=1,000 subscribers
                        -> commit them as a 'posting' batch -> post -> 'sent'
 
-What makes it safe:
+What makes it safe ("never reaches anyone twice, never loses anyone"):
 
 - A batch's recipients are committed before its request leaves; 'sent' only after
   the 2xx.  A crash leaves at most one batch whose outcome is unknown, and such a
   batch is never resent without the user's say (``--resend-unknown`` / ``--skip-unknown``).
 - Batches are formed when they are about to be posted, right after the suppression
-  list is re-read, so someone who unsubscribes during a send misses the later batches.
+  list is re-read, so someone who unsubscribes during a send misses the later batches;
+  a batch posted again (a retry after a wait, or a repost by ``--resume``) leaves out,
+  and records in the ledger, whoever has unsubscribed since it was formed.
+- One process per issue (an OS lock), so two sends cannot both decide that nobody
+  has the issue yet.
 - Nobody is held in memory beyond the batch being posted: the audience is a stream.
-- 429 waits as long as the provider says; 5xx, timeouts and broken connections back
-  off exponentially with jitter; ``send.pause_after_failures`` failures in a row pause
-  the send; a refusal (400/401/403/413) fails it with the provider's reason.
+- Retried automatically, with exponential backoff and jitter: 429 (as long as the
+  provider says), 5xx, and connections that failed before the request was sent
+  (refused, DNS, connect timeout).  ``send.pause_after_failures`` failures in a row
+  pause the send.  A request that left and got no answer (a timeout waiting for the
+  reply, a connection dropped after sending) may have been accepted: the batch is
+  marked unknown and the send pauses for the user to choose ``--resume
+  --skip-unknown`` or ``--resume --resend-unknown``.  A refusal (400/401/403/413)
+  fails the send with the provider's reason.
 """
 
 from __future__ import annotations
@@ -26,11 +37,13 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
+from urllib.parse import quote
 
 from . import message, tokens
 from .config import (
@@ -42,7 +55,13 @@ from .config import (
     env_secret,
     newsletter_secrets,
 )
-from .errors import ConfigError, LedgerError, ProviderRejected, ProviderUnavailable
+from .errors import (
+    ConfigError,
+    LedgerError,
+    NewsletterError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from .esp.base import MAX_BATCH, Backend, Batch, DeliveryUnknown, IssueContent, Recipient
 from .ledger import (
     CANCELLED,
@@ -59,10 +78,12 @@ from .ledger import (
     RecipientRow,
     SendSummary,
 )
+from .subscribers import email_key, normalise_recipient
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
     from .subscribers import RowProblem
+    from .suppressions import SuppressionList
 
 # A clearly-labelled key for the outbox when NEWSLETTER_SECRET is unset: its links are
 # for looking at, and will not be accepted by a server that has the real secret.
@@ -146,9 +167,27 @@ class Pacer:
         self._last = self._clock()
 
 
+_LANGUAGE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,7})*")
+
+
+def language_query(language: str | None) -> str:
+    """``?lang=<code>`` for the unsubscribe URL, so its page speaks the reader's language;
+    "" for anything that is not a short language code (2 to 8 characters, e.g. es, pt-BR).
+
+    Lists are typed by people: a value such as "Spanish" or "es, en" is not passed on.
+    """
+    if not language:
+        return ""
+    code = language.strip().replace("_", "-")
+    if len(code) > 8 or not _LANGUAGE.fullmatch(code):
+        return ""
+    return "?lang=" + quote(code, safe="")
+
+
 class Personalizer:
-    """A subscriber -> their Recipient: unsubscribe URL (HMAC token), placeholder values,
-    List-Unsubscribe headers.  Cheap enough to run for every recipient of every batch."""
+    """A subscriber -> their Recipient: unsubscribe URL (HMAC token, and ``?lang=`` with
+    the subscriber's language or else the issue's), placeholder values, List-Unsubscribe
+    headers.  Cheap enough to run for every recipient of every batch."""
 
     def __init__(
         self, keys: Sequence[bytes], unsubscribe_base: str, mailto: str | None, language: str
@@ -159,8 +198,9 @@ class Personalizer:
         self.mailto = mailto
         self.language = language
 
-    def url(self, email: str, list_name: str) -> str:
-        return f"{self.base}u/{self.sign(email, list_name)}"
+    def url(self, email: str, list_name: str, language: str | None = None) -> str:
+        query = language_query(language) or language_query(self.language)
+        return f"{self.base}u/{self.sign(email, list_name)}{query}"
 
     def __call__(self, s: RecipientLike) -> Recipient:
         return self.batch([s])[0]
@@ -171,10 +211,15 @@ class Personalizer:
         sign = self.sign
         substitutions = message.substitutions
         headers = message.list_unsubscribe_headers
+        fallback = language_query(language)
+        queries: dict[str | None, str] = {}  # a list has a handful of languages
         out = []
         for s in people:
             email, list_name = s.email, s.list_name
-            url = base + sign(email, list_name)
+            query = queries.get(s.language)
+            if query is None:
+                query = queries[s.language] = language_query(s.language) or fallback
+            url = base + sign(email, list_name) + query
             out.append(
                 Recipient(
                     email,
@@ -201,8 +246,10 @@ class SendReport:
     batches_sent: int = 0
     recipients_sent: int = 0
     batches_reposted: int = 0
+    dropped: int = 0  # taken out of batches posted again: they unsubscribed meanwhile
     message: str = ""
-    maybe_twice: list[int] = field(default_factory=list)  # batch seqs retried after no answer
+    maybe_twice: list[int] = field(default_factory=list)  # batch seqs resent by the user's choice
+    unknown: list[int] = field(default_factory=list)  # batch seqs that got no answer (paused)
     error: Exception | None = None
 
     @property
@@ -247,6 +294,8 @@ class SendEngine:
         self._sleep = sleep
         self.stop_requested = False
         self._consecutive_failures = 0
+        self._refresh: Callable[[], object] | None = None
+        self._suppressed: Callable[[RecipientLike], bool] | None = None
 
     def request_stop(self) -> None:
         """Pause after the batch in flight (Ctrl-C)."""
@@ -259,12 +308,19 @@ class SendEngine:
         *,
         refresh: Callable[[], object] | None = None,
         exclude: Callable[[RecipientLike], bool] | None = None,
+        suppressed: Callable[[RecipientLike], bool] | None = None,
         resend_unknown: bool = False,
     ) -> SendReport:
+        """Post the send's batches to repost, then batches of ``subscribers``.
+
+        ``refresh`` re-reads the suppressions (before each batch); ``suppressed`` says
+        whether someone stored in a batch to post again has unsubscribed since;
+        ``exclude`` whether a subscriber already has the issue.
+        """
         summary = self.ledger.send(send_id)
         self.ledger.claim(send_id)
         try:
-            return self._run(summary, subscribers, refresh, exclude, resend_unknown)
+            return self._run(summary, subscribers, refresh, exclude, suppressed, resend_unknown)
         finally:
             self.ledger.release(send_id)
 
@@ -274,9 +330,11 @@ class SendEngine:
         subscribers: Iterable[RecipientLike],
         refresh: Callable[[], object] | None,
         exclude: Callable[[RecipientLike], bool] | None,
+        suppressed: Callable[[RecipientLike], bool] | None,
         resend_unknown: bool,
     ) -> SendReport:
         send_id = summary.id
+        self._refresh, self._suppressed = refresh, suppressed
         unknown = self.ledger.unknown_batches(send_id)
         if unknown and not resend_unknown:
             raise unknown_batches_error(summary, unknown)
@@ -286,10 +344,12 @@ class SendEngine:
         try:
             for info in self.ledger.batches_to_repost(send_id, resend_unknown=resend_unknown):
                 self._check_stop()
+                stored = self._still_subscribed(info, report)
+                if not stored:
+                    continue  # everyone in it unsubscribed: the ledger marked it skipped
                 self.ledger.begin_repost(info.id, resend_unknown=resend_unknown)
                 current = self.ledger.batch(info.id)
                 assert current is not None
-                stored = self.ledger.batch_recipients(info.id)
                 self._deliver(summary, current, stored, report)
                 report.batches_reposted += 1
             iterator = iter(subscribers)
@@ -316,6 +376,36 @@ class SendEngine:
     def _check_stop(self) -> None:
         if self.stop_requested:
             raise _Stop(PAUSED, "paused by the user")
+
+    def _still_subscribed(self, info: BatchInfo, report: SendReport) -> list[RecipientLike]:
+        """A stored batch's people minus whoever has unsubscribed since it was formed
+        (recorded in the ledger, so the counts add up)."""
+        return self._drop_suppressed(info, self.ledger.batch_recipients(info.id), report)
+
+    def _drop_suppressed(
+        self,
+        info: BatchInfo,
+        rows: Sequence[RecipientLike],
+        report: SendReport,
+        *,
+        maybe: bool | None = None,
+    ) -> list[RecipientLike]:
+        """``rows`` minus whoever is suppressed now, taken out of the batch in the ledger
+        (``maybe``: whether an earlier attempt may have reached them; None: the ledger
+        judges by the batch's state)."""
+        suppressed = self._suppressed
+        if suppressed is None:
+            return list(rows)
+        if self._refresh is not None:
+            self._refresh()
+        keep: list[RecipientLike] = []
+        gone: list[RecipientLike] = []
+        for r in rows:
+            (gone if suppressed(r) else keep).append(r)
+        if gone:
+            self.ledger.drop_recipients(info.id, [r.email for r in gone], maybe=maybe)
+            report.dropped += len(gone)
+        return keep
 
     def _take(
         self, iterator: Iterator[RecipientLike], exclude: Callable[[RecipientLike], bool] | None
@@ -354,15 +444,18 @@ class SendEngine:
         rows: Sequence[RecipientLike],
         report: SendReport,
     ) -> None:
-        batch = Batch(
-            issue_id=summary.issue_id,
-            send_ref=str(summary.id),
-            batch_ref=str(info.id),
-            seq=info.seq,
-            recipients=self.personalize.batch(rows),
-            send_at=summary.send_at if summary.schedule_id else None,
-            schedule_id=summary.schedule_id,
-        )
+        def make_batch() -> Batch:
+            return Batch(
+                issue_id=summary.issue_id,
+                send_ref=str(summary.id),
+                batch_ref=str(info.id),
+                seq=info.seq,
+                recipients=self.personalize.batch(rows),
+                send_at=summary.send_at if summary.schedule_id else None,
+                schedule_id=summary.schedule_id,
+            )
+
+        batch = make_batch()
         failures = 0
         rate_limited = 0
         ambiguous = info.ambiguous_attempts > 0 or info.resent
@@ -376,11 +469,23 @@ class SendEngine:
                 )
                 self.ledger.mark_unsent(info.id)
                 raise _Stop(FAILED, exc.message, exc) from None
-            except ProviderUnavailable as exc:
-                unknown = isinstance(exc, DeliveryUnknown)
-                ambiguous = ambiguous or unknown
+            except DeliveryUnknown as exc:
+                # The request left; SendGrid may have it.  Posting it again could reach
+                # these people twice, so that is the user's decision, not a retry's.
                 self.ledger.note_attempt(
-                    info.id, ambiguous=unknown, status=exc.status, error=exc.message
+                    info.id, ambiguous=True, status=exc.status, error=exc.message
+                )
+                self.ledger.mark_unsent(info.id)  # -> unknown
+                report.unknown.append(info.seq)
+                raise _Stop(
+                    PAUSED,
+                    f"batch {info.seq} ({len(rows):,} recipients) got no answer: "
+                    f"{exc.message}; SendGrid may or may not have accepted it",
+                    exc,
+                ) from None
+            except ProviderUnavailable as exc:
+                self.ledger.note_attempt(
+                    info.id, ambiguous=False, status=exc.status, error=exc.message
                 )
                 if exc.status == 429:
                     rate_limited += 1
@@ -413,6 +518,14 @@ class SendEngine:
                 if self.stop_requested:
                     self.ledger.mark_unsent(info.id)
                     raise _Stop(PAUSED, "paused by the user") from None
+                # A wait may be long (a 429 can ask for minutes): whoever unsubscribed
+                # meanwhile is left out of the retry.
+                kept = self._drop_suppressed(info, rows, report, maybe=ambiguous)
+                if len(kept) != len(rows):
+                    rows = kept
+                    if not rows:
+                        return  # everyone left; the ledger marked the batch skipped
+                    batch = make_batch()
                 continue
             self.ledger.mark_sent(info.id, status=outcome.status, provider_id=outcome.provider_id)
             self._consecutive_failures = 0
@@ -516,15 +629,14 @@ def parse_send_at(text: str, now: datetime | None = None) -> datetime:
 
 
 def validate_test_addresses(text: str) -> list[str]:
-    from email_validator import EmailNotValidError, validate_email
-
+    """The --test-to addresses, held to the same rules as list rows."""
     out = []
     for part in (p.strip() for p in text.replace(";", ",").split(",")):
         if not part:
             continue
         try:
-            out.append(validate_email(part, check_deliverability=False).normalized)
-        except EmailNotValidError as exc:
+            out.append(normalise_recipient(part))
+        except ValueError as exc:
             raise ConfigError(f"--test-to: {part!r}: {exc}", key="--test-to") from None
     if not out:
         raise ConfigError("--test-to needs at least one address", key="--test-to")
@@ -561,12 +673,14 @@ class Plan:
     duplicates: int = 0
     suppressed: int = 0
     filtered_out: int = 0
-    already_sent: int = 0
+    already_sent: int = 0  # have (or may have) the issue; not counting who is to be reposted
     first: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     resume: SendSummary | None = None
-    repost_batches: int = 0
+    repost_batches: int = 0  # batches to post again that still have someone in them
     repost_recipients: int = 0
+    repost_dropped: int = 0  # in batches to post again, but unsubscribed since
+    repost_keys: set[str] = field(default_factory=set, repr=False)
     unknown: list[BatchInfo] = field(default_factory=list)
     send_at: datetime | None = None
     test: bool = False
@@ -580,9 +694,28 @@ class Plan:
     def total_recipients(self) -> int:
         return self.recipients + self.repost_recipients
 
+    def nobody_left(self) -> str:
+        """Why there is nobody to send to, in the words of the counts."""
+        parts = []
+        if self.already_sent:
+            parts.append(f"{self.already_sent:,} already received this issue")
+        if self.suppressed:
+            parts.append(f"{self.suppressed:,} suppressed (unsubscribed, bounced or blocked)")
+        if self.filtered_out:
+            parts.append(f"{self.filtered_out:,} without the tags")
+        if self.invalid:
+            parts.append(f"{self.invalid:,} invalid")
+        if not parts:
+            return "nobody to send to: the lists have no subscribers"
+        return "nobody left to send to: " + ", ".join(parts)
+
 
 class SendSession:
-    """One `newsletter send`: plan it, then execute it (or stop at the plan for a dry run)."""
+    """One `newsletter send`: plan it, then execute it (or stop at the plan for a dry run).
+
+    A real send holds the issue's lock (:meth:`Ledger.lock_issue`) from :meth:`plan`
+    until :meth:`close`, so a second `newsletter send` of the issue stops at once.
+    """
 
     def __init__(
         self,
@@ -603,6 +736,7 @@ class SendSession:
         self._sleep = sleep
         self._engine: SendEngine | None = None
         self._plan: Plan | None = None
+        self._suppressions: SuppressionList | None = None
         self.audience_counts: dict[str, int] = {}
         if options.send_at is not None and options.test_to:
             raise ConfigError("--send-at and --test-to cannot be combined", key="--send-at")
@@ -618,9 +752,21 @@ class SendSession:
                 self._ledger = Ledger(self.ws.state_db)
         return self._ledger
 
+    @property
+    def suppressions(self) -> SuppressionList:
+        """One suppression list for the session, re-read whenever its file changes."""
+        if self._suppressions is None:
+            from .suppressions import SuppressionList
+
+            self._suppressions = SuppressionList(self.ws.suppressions_path)
+        return self._suppressions
+
+    def _is_suppressed(self, r: RecipientLike) -> bool:
+        return self.suppressions.contains(r.email)
+
     def close(self) -> None:
         if self._ledger is not None:
-            self._ledger.close()
+            self._ledger.close()  # also lets go of the issue's lock
         self.backend.close()
 
     # -- planning ---------------------------------------------------------------------------
@@ -639,6 +785,12 @@ class SendSession:
 
     def plan(self) -> Plan:
         opts = self.options
+        if self.built.draft and not (opts.test_to or opts.dry_run):
+            raise NewsletterError(
+                f"{self.built.source} is marked as a draft, so it cannot be sent",
+                hint="remove the `draft: true` line when it is ready, or send yourself a copy "
+                "with --test-to",
+            )
         if opts.test_to:
             plan = self._new_plan(opts.lists[:1] or ["test"], [])
             plan.test = True
@@ -647,6 +799,8 @@ class SendSession:
             self._plan = plan
             return plan
         if opts.resume:
+            if not opts.dry_run:
+                self.ledger.lock_issue(self.built.issue_id)
             plan = self._resume_plan()
         else:
             if not opts.lists:
@@ -655,6 +809,8 @@ class SendSession:
                     key="--list",
                     hint="e.g. --list sample (subscribers/sample.csv)",
                 )
+            if not opts.dry_run:
+                self.ledger.lock_issue(self.built.issue_id)
             self._refuse_repeat(opts.lists)
             plan = self._new_plan(list(dict.fromkeys(opts.lists)), list(opts.tags))
         self._count(plan)
@@ -714,10 +870,14 @@ class SendSession:
         if s.send_at:
             plan.send_at = datetime.fromtimestamp(s.send_at, UTC)
             if plan.send_at <= datetime.now(UTC):
+                lists = " ".join(f"--list {name}" for name in s.lists)
                 raise LedgerError(
                     f"send #{s.id} was scheduled for {plan.send_at.isoformat()}, which has "
                     "passed; resuming it would send at once",
-                    hint=f"`newsletter cancel {issue_id}`, then send again with a new --send-at",
+                    hint=f"`newsletter cancel {issue_id}` abandons it (the "
+                    f"{s.recipients_sent:,} recipients SendGrid accepted keep it); then "
+                    f"`newsletter send {self.built.source} {lists}` sends the rest "
+                    "(add --send-at to schedule them)",
                 )
         plan.unknown = self.ledger.unknown_batches(s.id)
         if plan.unknown and self.options.unknown == "ask":
@@ -725,12 +885,29 @@ class SendSession:
         repost = self.ledger.batches_to_repost(
             s.id, resend_unknown=self.options.unknown == "resend"
         )
-        plan.repost_batches = len(repost)
-        plan.repost_recipients = sum(b.recipients for b in repost)
+        # Whoever has unsubscribed since a batch was formed is left out of its repost
+        # (SendEngine does the same, and records it, just before posting).
+        self.suppressions.refresh()
+        for b in repost:
+            keep = 0
+            for r in self.ledger.batch_recipients(b.id):
+                if self._is_suppressed(r):
+                    plan.repost_dropped += 1
+                else:
+                    keep += 1
+                    plan.repost_keys.add(email_key(r.email))
+            if keep:
+                plan.repost_batches += 1
+                plan.repost_recipients += keep
         return plan
 
     def _exclusion(self, plan: Plan) -> Callable[[RecipientLike], bool] | None:
-        """Who must not be batched again: already in a batch of this issue (this backend)."""
+        """Who must not be batched again: already in a batch of this issue (this backend).
+
+        None (nobody to exclude, and no query per subscriber) only when no recipient of
+        the issue is recorded yet; decided again just before the run, with the issue's
+        lock held, so no other send can record any meanwhile.
+        """
         issue_id = plan.issue_id
         if not self.ledger.has_recipients(issue_id):
             return None
@@ -750,18 +927,19 @@ class SendSession:
 
     def _audience(self, plan: Plan) -> tuple[Iterable[RecipientLike], Callable[[], object]]:
         from .subscribers import Audience
-        from .suppressions import SuppressionList
 
-        suppressions = SuppressionList(self.ws.suppressions_path)
+        suppressions = self.suppressions
         self._audience_obj = Audience(self.ws, plan.lists, plan.tags, suppressions=suppressions)
         return self._audience_obj, suppressions.refresh
 
     def _count(self, plan: Plan) -> None:
         audience, _ = self._audience(plan)
         exclude = self._exclusion(plan)
+        reposting = plan.repost_keys
         for s in audience:
             if exclude is not None and exclude(s):
-                plan.already_sent += 1
+                if not reposting or email_key(s.email) not in reposting:
+                    plan.already_sent += 1
                 continue
             plan.recipients += 1
             if len(plan.first) < 3:
@@ -801,6 +979,18 @@ class SendSession:
         return self._engine
 
     def execute(self, progress: Progress | None = None) -> SendReport:
+        return self._execute(progress, audience_wanted=True)
+
+    def finish(self) -> SendReport:
+        """Settle a resumed send that has nobody left to post to (the plan's batches is 0):
+        it becomes done (or stays scheduled), with no new batch formed; batches to post
+        again whose people have all unsubscribed are recorded as such."""
+        plan = self._plan or self.plan()
+        if plan.resume is None:
+            raise LedgerError("only a resumed send can be finished without posting")
+        return self._execute(None, audience_wanted=False)
+
+    def _execute(self, progress: Progress | None, *, audience_wanted: bool) -> SendReport:
         plan = self._plan or self.plan()
         opts = self.options
         if opts.test_to:
@@ -808,9 +998,12 @@ class SendSession:
         if opts.dry_run:
             return self._execute_dry(plan, progress)
         ledger = self.ledger
+        ledger.lock_issue(plan.issue_id)  # already held since plan(); a no-op then
         if plan.resume is not None:
             send_id = plan.resume.id
             current = ledger.send(send_id)
+            if current.state not in UNFINISHED:
+                raise LedgerError(f"send #{send_id} is {current.state}; there is nothing to resume")
             if current.state == SENDING:  # the process that ran it has gone
                 ledger.transition(send_id, PAUSED, note="the sending process stopped")
             if opts.unknown == "skip":
@@ -819,6 +1012,7 @@ class SendSession:
             if current.send_at and not current.schedule_id:  # scheduling failed last time
                 ledger.set_schedule(send_id, self.backend.create_schedule(), current.send_at)
         else:
+            self._refuse_repeat(plan.lists)  # again, now that nothing can change under us
             send_at = int(plan.send_at.timestamp()) if plan.send_at else None
             send_id = ledger.create_send(
                 plan.issue_id,
@@ -843,12 +1037,14 @@ class SendSession:
         audience, refresh = self._audience(plan)
         report = engine.run(
             send_id,
-            audience,
+            audience if audience_wanted else (),
             refresh=refresh,
             exclude=self._exclusion(plan),
+            suppressed=self._is_suppressed,
             resend_unknown=opts.unknown == "resend",
         )
-        self.audience_counts = self._audience_obj.counts()
+        if audience_wanted:
+            self.audience_counts = self._audience_obj.counts()
         return report
 
     def _clear_outbox(self) -> None:
@@ -897,6 +1093,15 @@ class SendSession:
 # --------------------------------------------------------------------------- cancel
 
 
+@dataclass(frozen=True)
+class Cancelled:
+    """What :func:`cancel_send` did to one send."""
+
+    send: SendSummary  # as it is now (cancelled)
+    at_provider: bool  # SendGrid called off the messages it held for the scheduled time
+    why_not: str = ""  # a scheduled send SendGrid could not cancel: why
+
+
 def cancel_send(
     ws: Workspace,
     issue_id: str,
@@ -904,40 +1109,91 @@ def cancel_send(
     backend: Backend | None = None,
     ledger: Ledger | None = None,
     now: datetime | None = None,
-) -> list[SendSummary]:
-    """Cancel the scheduled sends of an issue (and abandon unfinished ones); returns them."""
+) -> list[Cancelled]:
+    """Cancel the scheduled sends of an issue and abandon its unfinished ones.
+
+    A send scheduled at SendGrid, more than 10 minutes before its time, is cancelled
+    there: nobody receives any of it.  An unfinished send that SendGrid can no longer
+    cancel (its time has passed or is too close, SendGrid refused, or it never got a
+    schedule there) is abandoned here: the batches SendGrid accepted go (or went) out
+    and stay counted as sent; nothing else of it will be posted, and its people who
+    did not get it may be sent the issue by a new send.  A complete scheduled send
+    too close to its time cannot be cancelled: it is going out.
+    """
+    own = ledger is None
     ledger = ledger or Ledger(ws.state_db)
-    now = now or datetime.now(UTC)
+    try:
+        ledger.lock_issue(issue_id)
+        try:
+            return _cancel(ws, issue_id, ledger, backend, now or datetime.now(UTC))
+        finally:
+            ledger.unlock_issue(issue_id)
+    finally:
+        if own:
+            ledger.close()
+
+
+def _cancel(
+    ws: Workspace, issue_id: str, ledger: Ledger, backend: Backend | None, now: datetime
+) -> list[Cancelled]:
+    def due(s: SendSummary) -> datetime:
+        return datetime.fromtimestamp(s.send_at or 0, UTC)
+
     targets = [
-        s for s in ledger.sends(issue_id) if s.state in (SCHEDULED, *UNFINISHED) and not s.test
+        s
+        for s in ledger.sends(issue_id)
+        if not s.test and (s.state in UNFINISHED or (s.state == SCHEDULED and due(s) > now))
     ]
     if not targets:
         raise LedgerError(
             f"{issue_id} has no scheduled or unfinished send to cancel",
             hint="`newsletter status` lists the sends",
         )
-    done = []
-    for s in targets:
+    for s in targets:  # refuse before changing anything
         if ledger.is_running_elsewhere(s.id):
             raise LedgerError(f"send #{s.id} is running; press Ctrl-C there first")
+        if s.state == SCHEDULED and due(s) - now < CANCEL_MARGIN:
+            raise LedgerError(
+                f"send #{s.id} of {issue_id} is due at {due(s).isoformat()}; SendGrid can "
+                "only cancel a scheduled send until 10 minutes before its time",
+                hint="it is going out as scheduled",
+            )
+    done = []
+    for s in targets:
+        at_provider, why_not = False, ""
         if s.schedule_id:
-            when = datetime.fromtimestamp(s.send_at or 0, UTC)
-            if when - now < CANCEL_MARGIN:
-                raise LedgerError(
-                    f"send #{s.id} of {issue_id} is due at {when.isoformat()}; SendGrid can "
-                    "only cancel a scheduled send until 10 minutes before its time",
+            if due(s) - now >= CANCEL_MARGIN:
+                be = backend or open_backend(ws, s.backend)
+                try:
+                    be.cancel_schedule(s.schedule_id)
+                    at_provider = True
+                except ProviderRejected as exc:
+                    if s.state == SCHEDULED:
+                        raise
+                    why_not = f"SendGrid could not cancel it: {exc.message}"
+                finally:
+                    if be is not backend:
+                        be.close()
+            elif due(s) <= now:
+                why_not = f"its time ({due(s).isoformat()}) has passed"
+            else:
+                why_not = (
+                    f"it is due at {due(s).isoformat()}, and SendGrid can only cancel a "
+                    "scheduled send until 10 minutes before its time"
                 )
-            be = backend or open_backend(ws, s.backend)
-            be.cancel_schedule(s.schedule_id)
+        elif s.send_at:
+            why_not = "it never got as far as SendGrid's schedule"
         if s.state == SENDING:
             ledger.transition(s.id, PAUSED, note="the sending process stopped")
-        ledger.transition(s.id, CANCELLED, note="cancelled by the user")
-        done.append(ledger.send(s.id))
+        note = "cancelled by the user" + (f" (abandoned here only: {why_not})" if why_not else "")
+        ledger.transition(s.id, CANCELLED, note=note, schedule_cancelled=at_provider)
+        done.append(Cancelled(ledger.send(s.id), at_provider, why_not))
     return done
 
 
 __all__ = [
     "CANCELLED",
+    "Cancelled",
     "DEV_SECRET",
     "Pacer",
     "Personalizer",
@@ -949,6 +1205,7 @@ __all__ = [
     "SendSession",
     "cancel_send",
     "issue_content",
+    "language_query",
     "open_backend",
     "parse_send_at",
     "row_of",

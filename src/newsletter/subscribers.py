@@ -12,7 +12,9 @@ Validation is email-validator's (syntax only, no DNS).  Because real lists repea
 few hundred domains, the domain part is judged once per distinct domain and the
 common ASCII local part by the same regular expression email-validator uses; every
 address outside that fast path goes to `validate_email` itself, so the verdicts and
-messages are email-validator's in all cases.
+messages are email-validator's in all cases.  List rows are held to one more rule
+(:func:`normalise_recipient`): the part before the @ must be ASCII, because SendGrid
+refuses anything else; suppressions accept such addresses.
 """
 
 from __future__ import annotations
@@ -130,6 +132,25 @@ def normalise_email(raw: str) -> str:
         return validate_email(text, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+
+
+NON_ASCII_LOCAL = "the part before the @ has non-ASCII characters, which SendGrid does not accept"
+
+
+def normalise_recipient(raw: str) -> str:
+    """:func:`normalise_email` for an address we are to send to: also refuses a local
+    part (before the @) that is not ASCII.
+
+    Such addresses (SMTPUTF8) are valid, and email-validator accepts them, but
+    SendGrid rejects them, and with them the whole request of up to 1,000 people.
+    International *domains* are fine: they go to SendGrid in their xn-- form.
+    Suppressions keep using :func:`normalise_email`, which accepts them, so an
+    entry for such an address can still be read and matched.
+    """
+    email = normalise_email(raw)
+    if not email.isascii() and not email.rpartition("@")[0].isascii():
+        raise ValueError(NON_ASCII_LOCAL)
+    return email
 
 
 def email_key(email: str) -> str:
@@ -575,7 +596,7 @@ def _scan(
             )
             continue
         try:
-            email = normalise_email(raw)
+            email = normalise_recipient(raw)
         except ValueError as exc:
             reason = str(exc) if raw else "the email column is empty"
             yield RowProblem(path, line, "invalid", raw, reason)
@@ -821,7 +842,7 @@ def import_list(
                 )
                 continue
             try:
-                email = normalise_email(raw)
+                email = normalise_recipient(raw)
             except ValueError as exc:
                 reason = str(exc) if raw else "the email column is empty"
                 report.skipped.append(RowProblem(source, line, "invalid", raw, reason))

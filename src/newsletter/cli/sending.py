@@ -139,10 +139,15 @@ def _print_plan(plan: Any, subject: str) -> None:
                 f"  unknown:       {len(plan.unknown)} batch(es) posted without an answer: "
                 + ", ".join(f"#{b.seq}" for b in plan.unknown)
             )
-        if plan.repost_batches:
+        if plan.repost_batches or plan.repost_dropped:
             _say(
                 f"  to post again: {plan.repost_batches} batch(es), "
                 f"{plan.repost_recipients:,} recipients"
+                + (
+                    f" ({plan.repost_dropped:,} left out: unsubscribed since)"
+                    if plan.repost_dropped
+                    else ""
+                )
             )
     _say(
         f"  lists:         {', '.join(plan.lists)}"
@@ -167,7 +172,7 @@ def _print_plan(plan: Any, subject: str) -> None:
     if len(plan.problems) > len(shown):
         _say(
             f"warning: ... and {len(plan.problems) - len(shown)} more rows left out "
-            "(`newsletter lists check` shows them all)",
+            "(`newsletter subscribers check` shows them all)",
             err=True,
         )
 
@@ -200,9 +205,25 @@ def _report(report: Any, session: Any) -> int:
             "the send and were left out",
             err=True,
         )
+    if report.dropped:
+        _say(
+            f"{report.dropped:,} subscriber(s) unsubscribed before their batch was posted "
+            "again and were left out of it",
+            err=True,
+        )
     if report.state in (DONE, SCHEDULED):
         return 0
     resume = f"newsletter send {_rel(session.built.source)} --resume"
+    if report.state == PAUSED and report.unknown:
+        _say(f"send #{report.send_id} paused: {report.message}", err=True)
+        _say(
+            f"  {report.recipients_sent:,} recipients sent in this run.  The batch was not "
+            "posted again, so nobody gets the issue twice; choose how to continue:\n"
+            f"    {resume} --skip-unknown     never send its recipients this issue\n"
+            f"    {resume} --resend-unknown   post it again (some may get the issue twice)",
+            err=True,
+        )
+        return 1
     if report.state == PAUSED:
         _say(f"send #{report.send_id} paused: {report.message}", err=True)
         _say(
@@ -327,9 +348,14 @@ def _run_session(session: Any, ws: Any, options: Any, *, yes: bool) -> int:
     if options.dry_run and plan.backend != "outbox":
         _say("dry run: nothing was sent")
         return 0
-    if plan.batches == 0 and not plan.unknown:
-        _say("nobody left to send to: every subscriber on these lists already has this issue")
-        return 0
+    if plan.batches == 0 and (not plan.unknown or options.unknown == "skip"):
+        if plan.resume is None:
+            _say(plan.nobody_left())
+            return 0
+        report = session.finish()
+        what = "is done" if report.state == DONE else "stays scheduled"
+        _say(f"send #{report.send_id} {what}: {plan.nobody_left()}")
+        return _report(report, session) if report.state not in (DONE, SCHEDULED) else 0
     if not yes and not options.dry_run:
         what = "Schedule" if plan.send_at else "Send"
         if not typer.confirm(f"{what} {plan.issue_id} to {plan.total_recipients:,} recipients?"):
@@ -377,6 +403,7 @@ def _summary_dict(s: SendSummary, ledger: Ledger) -> dict[str, Any]:
         "recipients_pending": s.pending,
         "recipients_failed": s.recipients_failed,
         "recipients_skipped": s.recipients_skipped,
+        "recipients_dropped": s.recipients_dropped,
         "recipients_unknown": s.recipients_unknown,
         "unknown_batches": [
             {"batch": b.id, "seq": b.seq, "recipients": b.recipients, "error": b.error}
@@ -425,6 +452,11 @@ def status(
             f"{d['recipients_sent']:,} sent, {d['recipients_pending']:,} pending, "
             f"{d['recipients_failed']:,} failed, {d['recipients_unknown']:,} unknown"
             + (f", {d['recipients_skipped']:,} skipped" if d["recipients_skipped"] else "")
+            + (
+                f", {d['recipients_dropped']:,} left out (unsubscribed before a retry)"
+                if d["recipients_dropped"]
+                else ""
+            )
         )
         if d["resent_batches"]:
             _say(
@@ -435,8 +467,12 @@ def status(
             _say(f"  last error: {d['error']}")
         for b in d["unknown_batches"]:
             _say(
-                f"  batch {b['seq']} ({b['recipients']:,} recipients): posted, no answer; "
-                "resume with --resend-unknown or --skip-unknown"
+                f"  batch {b['seq']} ({b['recipients']:,} recipients): posted, no answer"
+                + (
+                    "; resume with --resend-unknown or --skip-unknown"
+                    if d["state"] not in (CANCELLED, DONE)
+                    else ""
+                )
             )
         if d["state"] in (PAUSED, FAILED) or (d["state"] == "sending" and not d["running"]):
             _say(f"  continue with: newsletter send issues/{d['issue']}.yaml --resume")
@@ -456,12 +492,36 @@ def cancel(
     ws = state.workspace()
     with Ledger(ws.state_db) as ledger:
         cancelled = cancel_send(ws, issue_id_of(issue), ledger=ledger)
-    for s in cancelled:
-        if s.schedule_id:
-            _say(f"cancelled scheduled send #{s.id} of {s.issue_id} (was due {_when(s.send_at)})")
+    for c in cancelled:
+        s = c.send
+        if c.at_provider:
+            _say(
+                f"cancelled scheduled send #{s.id} of {s.issue_id} at SendGrid (was due "
+                f"{_when(s.send_at)}): nobody receives it"
+            )
+        elif s.send_at:
+            _say(
+                f"abandoned send #{s.id} of {s.issue_id} here only: {c.why_not}.  The "
+                f"{s.recipients_sent:,} recipients in batches SendGrid accepted get it at "
+                f"{_when(s.send_at)} (or got it); nobody else will from this send"
+            )
         else:
             _say(
                 f"abandoned send #{s.id} of {s.issue_id}: {s.recipients_sent:,} recipients had "
                 "received it; nobody else will from this send"
             )
-    assert all(s.state == CANCELLED for s in cancelled)
+        if s.recipients_unknown:
+            _say(
+                f"  {s.recipients_unknown:,} recipients were in batches posted without an "
+                "answer: they may have received it, and later sends leave them out"
+            )
+    abandoned = [c.send for c in cancelled if not c.at_provider]
+    if abandoned:
+        lists = dict.fromkeys(name for s in abandoned for name in s.lists)
+        _say(
+            f"to send it to those who did not get it: newsletter send "
+            f"issues/{abandoned[0].issue_id}.yaml "
+            + " ".join(f"--list {name}" for name in lists)
+            + " (whoever has it is left out)"
+        )
+    assert all(c.send.state == CANCELLED for c in cancelled)

@@ -10,11 +10,13 @@ is one new module.
 Errors a backend raises, and what the send loop does with them:
 
 - :class:`~newsletter.errors.ProviderRejected`: stop the send; repeating cannot help.
-- :class:`~newsletter.errors.ProviderUnavailable`: a definite "not now" (an HTTP error
-  status, or no connection at all): nothing was accepted, retry after a backoff.
-- :class:`DeliveryUnknown` (a ProviderUnavailable): the request may have reached the
-  provider (timeout, connection dropped mid-request).  Retrying may deliver twice, so
-  the ledger remembers it.
+- :class:`~newsletter.errors.ProviderUnavailable`: a definite "not now" (429, 5xx, or
+  the request never left: connection refused, DNS, connect timeout): nothing was
+  accepted, retry after a backoff.
+- :class:`DeliveryUnknown` (a ProviderUnavailable): the request left and no answer came
+  (timeout waiting for it, connection dropped after sending): the provider may have
+  accepted it.  Retrying may deliver twice, so it is never retried automatically: the
+  batch is recorded as unknown and the send pauses until the user chooses.
 """
 
 from __future__ import annotations

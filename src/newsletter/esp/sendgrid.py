@@ -14,6 +14,9 @@ Choices worth knowing:
   which makes Prism reject the object that real SendGrid accepts; per-personalization
   is valid for both and lets each recipient carry their own list.
 - ``to.name`` loses ``,`` and ``;``, which SendGrid rejects in display names.
+- A failure before the request was fully sent is :class:`ProviderUnavailable` (safe to
+  retry); one after it is :class:`~newsletter.esp.base.DeliveryUnknown` (SendGrid may
+  have it): see :func:`map_transport_error`.
 """
 
 from __future__ import annotations
@@ -280,13 +283,23 @@ def map_http_error(exc: Any) -> ProviderRejected | ProviderUnavailable:
 
 
 def map_transport_error(exc: BaseException) -> ProviderUnavailable:
-    """No HTTP answer: a refused connection sent nothing; anything later may have arrived."""
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, ConnectionRefusedError | socket.gaierror):
+    """No HTTP answer: was the request sent (DeliveryUnknown) or not (ProviderUnavailable)?
+
+    urllib tells us: it wraps in URLError every OSError raised while it connects and
+    writes the request (refused, DNS, connect timeout, TLS, a connection that broke
+    before the whole body was written: SendGrid cannot have accepted a request it did
+    not fully receive).  Whatever happens while waiting for or reading the answer
+    (a read timeout, a connection closed after the request went out) comes through
+    unwrapped, and then SendGrid may have accepted the batch.
+    """
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, TimeoutError | socket.timeout):
+            return ProviderUnavailable(f"cannot connect to SendGrid: timed out ({reason})")
         return ProviderUnavailable(f"cannot connect to SendGrid: {reason}")
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return DeliveryUnknown("SendGrid did not answer before the timeout")
-    return DeliveryUnknown(f"the connection to SendGrid broke during the request: {reason!r}")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return DeliveryUnknown("SendGrid did not answer before the timeout (send.timeout)")
+    return DeliveryUnknown(f"the connection to SendGrid broke after the request was sent: {exc!r}")
 
 
 class SendGridBackend(Backend):
