@@ -17,6 +17,7 @@ from newsletter.ledger import (
     B_CANCELLED,
     B_FAILED,
     B_POSTING,
+    B_READY,
     B_SENT,
     B_SKIPPED,
     B_UNKNOWN,
@@ -74,17 +75,21 @@ def test_only_valid_transitions(ledger: Ledger) -> None:
         ledger.transition(99, SENDING)
 
 
-def test_batch_is_committed_as_posting_before_any_request(ledger: Ledger, tmp_path: Path) -> None:
+def test_batch_is_committed_as_ready_then_posting_before_any_request(
+    ledger: Ledger, tmp_path: Path
+) -> None:
     send = ledger.create_send("2019-09", ["main"], "sendgrid")
     ledger.transition(send, SENDING)
     batch = ledger.open_batch(send, rows(3), issue_id="2019-09")
     # another connection (another process, after a crash) already sees it all
     other = sqlite3.connect(tmp_path / ".newsletter" / "state.db")
-    assert other.execute("SELECT state, recipients FROM batches").fetchall() == [(B_POSTING, 3)]
+    assert other.execute("SELECT state, recipients FROM batches").fetchall() == [(B_READY, 3)]
     assert (
         other.execute("SELECT count(*) FROM recipients WHERE batch_id=?", (batch.id,)).fetchone()[0]
         == 3
     )
+    ledger.mark_posting(batch.id)  # the request is about to leave
+    assert other.execute("SELECT state FROM batches").fetchall() == [(B_POSTING,)]
     ledger.mark_sent(batch.id, status=202, provider_id="abc")
     assert other.execute("SELECT state, status, provider_id FROM batches").fetchall() == [
         (B_SENT, 202, "abc")
@@ -101,11 +106,23 @@ def test_unsent_batch_is_failed_or_unknown_by_its_attempts(ledger: Ledger) -> No
     ledger.note_attempt(maybe.id, ambiguous=True, status=None, error="timeout")
     ledger.mark_unsent(maybe.id)
     crashed = ledger.open_batch(send, rows(2, start=4), issue_id="2019-09")
+    ledger.mark_posting(crashed.id)  # the process died with this request out
+    waiting = ledger.open_batch(send, rows(2, start=6), issue_id="2019-09")
+    ledger.mark_posting(waiting.id)
+    ledger.note_attempt(waiting.id, ambiguous=False, status=429, error="rate limited")
     states = {b.id: b.state for b in ledger.batches(send)}
-    assert states == {definite.id: B_FAILED, maybe.id: B_UNKNOWN, crashed.id: B_POSTING}
+    assert states == {
+        definite.id: B_FAILED,
+        maybe.id: B_UNKNOWN,
+        crashed.id: B_POSTING,
+        waiting.id: B_READY,  # a crash while it waits to retry: it never left
+    }
     assert [b.id for b in ledger.unknown_batches(send)] == [maybe.id, crashed.id]
-    assert [b.id for b in ledger.batches_to_repost(send, resend_unknown=False)] == [definite.id]
-    assert len(ledger.batches_to_repost(send, resend_unknown=True)) == 3
+    assert [b.id for b in ledger.batches_to_repost(send, resend_unknown=False)] == [
+        definite.id,
+        waiting.id,
+    ]
+    assert len(ledger.batches_to_repost(send, resend_unknown=True)) == 4
     with pytest.raises(LedgerError, match="cannot be posted again"):
         ledger.begin_repost(maybe.id, resend_unknown=False)
     ledger.begin_repost(maybe.id, resend_unknown=True)
@@ -117,6 +134,7 @@ def test_unsent_batch_is_failed_or_unknown_by_its_attempts(ledger: Ledger) -> No
         2,
         4,
     )
+    assert (summary.batches_ready, summary.recipients_ready) == (1, 2)
 
 
 def test_recipients_sent_counts_accepted_batches_of_real_sends_only(ledger: Ledger) -> None:
@@ -124,7 +142,8 @@ def test_recipients_sent_counts_accepted_batches_of_real_sends_only(ledger: Ledg
     ledger.transition(real, SENDING)
     ok = ledger.open_batch(real, rows(3), issue_id="2019-09")
     ledger.mark_sent(ok.id, status=202, provider_id=None)
-    ledger.open_batch(real, rows(2, start=3), issue_id="2019-09")  # no answer yet
+    waiting = ledger.open_batch(real, rows(2, start=3), issue_id="2019-09")
+    ledger.mark_posting(waiting.id)  # no answer yet
     test = ledger.create_send("2019-09", ["main"], "sendgrid", test=True)
     ledger.transition(test, SENDING)
     t = ledger.open_batch(test, rows(1, start=50), issue_id=None)
@@ -301,6 +320,7 @@ def test_drop_recipients_before_a_repost(ledger: Ledger) -> None:
         ledger.drop_recipients(failed.id, ["p0@example.org"])
     # from a batch that may already have reached them: they keep counting as having it
     maybe = ledger.open_batch(send, rows(2, start=10), issue_id="2019-09")
+    ledger.mark_posting(maybe.id)
     ledger.drop_recipients(maybe.id, ["p10@example.org"])  # posting: outcome unknown
     assert ledger.already_batched("2019-09", "p10@example.org", backend="sendgrid")
 

@@ -123,6 +123,15 @@ class Server(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    request_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="seconds a client has to send a request's headers, and again its body",
+    )
+    max_connections: int = Field(
+        default=100, ge=1, le=10_000, description="open connections at most; more get 503"
+    )
 
 
 class Config(_Section):
@@ -237,6 +246,11 @@ class Workspace:
         return self.state_dir / "state.db"
 
     @property
+    def tmp_dir(self) -> Path:
+        """Temporary files (an import's copy of a list), on the workspace's file system."""
+        return self.state_dir / "tmp"
+
+    @property
     def build_dir(self) -> Path:
         return self.root / "build"
 
@@ -245,8 +259,15 @@ class Workspace:
         return self.root / "outbox"
 
 
-def env_secret(name: str, *, required: bool = True) -> str | None:
-    """Read a secret from the environment; a missing one is a ConfigError naming the variable."""
+def env_secret(name: str, *, required: bool = True, header: bool = False) -> str | None:
+    """Read a secret from the environment; a missing one is a ConfigError naming the variable.
+
+    ``header``: the secret travels in an HTTP header (an API key), so it must be
+    printable ASCII without spaces.  A pasted key often carries a line break or a
+    typographic character; caught here, it is a clear message before anything is
+    posted, instead of a request that breaks half-way (or a header injected).  The
+    value itself is never shown, only where the fault is.
+    """
     value = os.environ.get(name, "").strip()
     if not value:
         if required:
@@ -256,6 +277,22 @@ def env_secret(name: str, *, required: bool = True) -> str | None:
                 hint=f"export {name}=... (secrets never go in {CONFIG_FILE} or in git)",
             )
         return None
+    if header:
+        for position, char in enumerate(value, 1):
+            if not ("!" <= char <= "~"):
+                what = (
+                    "a line break"
+                    if char in "\r\n\u2028\u2029\x85"
+                    else "a space or control character"
+                    if char.isspace() or not char.isprintable()
+                    else f"a non-ASCII character (U+{ord(char):04X})"
+                )
+                raise ConfigError(
+                    f"environment variable {name} contains {what} at position {position} "
+                    f"of {len(value)}; an API key is plain letters, digits and punctuation",
+                    key=name,
+                    hint=f"copy the key again from the provider's site and set {name} anew",
+                )
     return value
 
 

@@ -15,6 +15,7 @@ else that escapes is a bug and is shown with its traceback.
     │   └── TemplateError            templates/<theme>/* (missing file, syntax error)
     ├── CheckFailed                  `check` found errors; the build refuses to write
     ├── LedgerError                  the send state refuses a transition (already sent, unknown outcome)
+    ├── StateDatabaseError           .newsletter/state.db is busy, full, damaged or unwritable (exit 2)
     ├── TokenError                   a forged, truncated or altered unsubscribe token
     └── ProviderError                the email provider answered with an error: .status, .body
         ├── ProviderRejected         400/401/403/413: stop, the request will not succeed if repeated
@@ -163,6 +164,18 @@ class CheckFailed(NewsletterError):
 
 class LedgerError(NewsletterError):
     """The send ledger refuses an action that could send twice or lose a record."""
+
+
+class StateDatabaseError(NewsletterError):
+    """The state database (``.newsletter/state.db``) cannot be used: busy too long, disk
+    full, damaged or not writable.  Like a configuration problem, the user fixes the
+    machine, not the input, so it exits 2; ``path`` names the file."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: Path | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path
 
 
 class TokenError(NewsletterError):

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import NewsletterError
+from . import state
+from .errors import StateDatabaseError
 
 # Normalised event kinds.  "bounced" is a permanent bounce; "blocked" a temporary
 # refusal by the receiving server (SendGrid's bounce type "blocked"), which does
@@ -90,7 +91,7 @@ _COLUMNS = (
 )
 
 
-class EventStoreError(NewsletterError):
+class EventStoreError(StateDatabaseError):
     """The state database cannot be opened or written (disk full, locked too long, corrupt)."""
 
 
@@ -162,17 +163,13 @@ class EventStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path, timeout=30, isolation_level=None, check_same_thread=False
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
+                conn = state.connect(self.path)
                 conn.executescript(SCHEMA)
-            except (OSError, sqlite3.Error) as exc:
+            except StateDatabaseError as exc:
                 raise EventStoreError(
-                    f"{self.path}: cannot open the state database: {exc}",
-                    hint="check that the folder is writable and the disk is not full",
+                    f"{self.path}: cannot open the state database: {exc.message}",
+                    path=self.path,
+                    hint=exc.hint,
                 ) from exc
             self._conn = conn
         return self._conn
@@ -381,18 +378,13 @@ def pending_keys(db: Path) -> frozenset[str]:
     """
     if not db.exists():
         return frozenset()
+    conn = state.connect(db, readonly=True)
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise EventStoreError(f"{db}: cannot open the state database: {exc}") from exc
-    try:
-        return frozenset(str(r[0]) for r in conn.execute("SELECT key FROM pending_suppressions"))
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):  # written by the ledger only, never by the server
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name='pending_suppressions'"
+        ).fetchone():  # written by the ledger only, never by the server
             return frozenset()
-        raise EventStoreError(f"{db}: cannot read pending suppressions: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise EventStoreError(f"{db}: cannot read pending suppressions: {exc}") from exc
+        return frozenset(str(r[0]) for r in conn.execute("SELECT key FROM pending_suppressions"))
     finally:
         conn.close()
 

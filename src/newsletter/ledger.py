@@ -7,13 +7,17 @@ A send is a state machine (:data:`TRANSITIONS`, enforced only in :meth:`Ledger.t
                   ▼  │
             paused / failed ──► cancelled
 
-A batch's recipients and its ``posting`` mark are committed *before* its HTTP
-request goes out and ``sent`` only after the provider's 2xx, so after a crash
-every batch is in one of three knowable conditions: sent, never posted
-(``failed``: the provider answered with an error), or *unknown* (``posting`` /
-``unknown``: the request left and no answer came back).  Unknown batches are
-never resent silently; the user chooses (see :meth:`Ledger.skip_unknown` and
-:meth:`Ledger.batches_to_repost`).
+A batch's recipients are committed as ``ready`` before anything is posted; the
+``posting`` mark is committed immediately before its HTTP request starts to leave
+(after any pacing or backoff wait), and ``sent`` only after the provider's 2xx.
+A definite "not accepted" (429, 5xx, a refused connection) puts it back to
+``ready`` while the send waits to retry.  So after a crash, a kill or a power cut
+every batch is in one of three knowable conditions: sent; provably never left
+(``ready``, or ``failed``: every attempt got a definite "no"), which a resume
+posts without asking; or *unknown* (``posting`` / ``unknown``: the process may
+have died between the request leaving and its answer being recorded).  Unknown
+batches are never resent silently; the user chooses (see
+:meth:`Ledger.skip_unknown` and :meth:`Ledger.batches_to_repost`).
 
 Before a batch is posted again, whoever has unsubscribed since is taken out of
 it (:meth:`Ledger.drop_recipients`): their row stays, marked, so the counts add
@@ -21,8 +25,8 @@ up and a later send knows whether they may have had the issue.
 
 Who "has the issue" (:meth:`Ledger.already_batched`, which later sends exclude):
 people in batches that were accepted or may have been (``sent``, ``posting``,
-``unknown``, ``skipped``), and people in ``failed`` batches of a send that is
-still to be resumed (its repost will reach them).  Not: a ``failed`` batch of an
+``unknown``, ``skipped``), and people in ``ready`` or ``failed`` batches of a send
+that is still to be resumed (its resume will reach them).  Not: such a batch of an
 abandoned send, nor a batch SendGrid cancelled (``cancelled``).
 
 Only one process works on an issue at a time (:meth:`Ledger.lock_issue`, an OS
@@ -39,12 +43,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from . import state
 from .errors import LedgerError
 from .subscribers import email_key
 
@@ -72,9 +77,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 UNFINISHED = frozenset({PLANNED, SENDING, PAUSED, FAILED})
 
 # Batch states.
-B_POSTING = "posting"  # recipients committed, request about to leave or in flight
+B_READY = "ready"  # recipients committed; no request of it is out (not yet, or a retry waits)
+B_POSTING = "posting"  # its request is leaving or in flight
 B_SENT = "sent"  # the provider answered 2xx
-B_FAILED = "failed"  # every attempt got a definite "no": safe to post again
+B_FAILED = "failed"  # every attempt got a definite "no" and the send stopped: post again
 B_UNKNOWN = "unknown"  # an attempt left and got no answer: may have been accepted
 B_SKIPPED = "skipped"  # unknown and the user chose not to resend; or emptied by unsubscribes
 B_CANCELLED = "cancelled"  # will not be delivered: cancelled at SendGrid, or abandoned unposted
@@ -86,6 +92,8 @@ R_DROPPED_MAYBE = 2  # unsubscribed before a resend; an earlier attempt may have
 
 # Batch states whose recipients may have received the issue.
 _MAY_HAVE = (B_SENT, B_POSTING, B_UNKNOWN, B_SKIPPED)
+# Batch states that provably never reached the provider: a resume posts them without asking.
+_NOT_LEFT = (B_READY, B_FAILED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sends (
@@ -227,10 +235,12 @@ class SendSummary:
     batches: int
     batches_sent: int
     batches_failed: int
+    batches_ready: int  # formed, not posted (a crash came before their request left)
     batches_unknown: int
     batches_skipped: int
     recipients_sent: int
     recipients_failed: int
+    recipients_ready: int
     recipients_unknown: int
     recipients_skipped: int
     recipients_dropped: int  # taken out of a batch before its repost: they unsubscribed
@@ -242,6 +252,7 @@ class SendSummary:
         return (
             self.recipients_sent
             + self.recipients_failed
+            + self.recipients_ready
             + self.recipients_unknown
             + self.recipients_skipped
         )
@@ -305,23 +316,15 @@ class Ledger:
         self.path = Path(path) if str(path) != ":memory:" else None
         self._locks: dict[int, SendLock] = {}
         self._issue_locks: dict[str, SendLock] = {}
+        # Every SQLite failure (busy, disk full, damaged) is a StateDatabaseError.
+        self._db = state.connect(path)
         try:
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-            )
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA foreign_keys=ON")
-            if self.path is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._migrate()
-        except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(
-                f"{path}: cannot open the send ledger: {exc}",
-                hint="the folder must be writable; the file must be newsletter's state.db",
-            ) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -353,9 +356,16 @@ class Ledger:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back by itself (disk full)
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # a failed COMMIT (disk full) leaves it open
+                with suppress(Exception):
+                    self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         for lock in [*self._locks.values(), *self._issue_locks.values()]:
@@ -486,7 +496,7 @@ class Ledger:
                     schedule_cancelled = bool(row2["schedule_id"])
                 # Failed batches were never accepted; with the schedule called off at
                 # SendGrid, nothing of this send is delivered.
-                states = (B_FAILED, *_MAY_HAVE) if schedule_cancelled else (B_FAILED,)
+                states = (*_NOT_LEFT, *_MAY_HAVE) if schedule_cancelled else _NOT_LEFT
                 marks = ",".join("?" for _ in states)
                 db.execute(
                     f"UPDATE batches SET state=? WHERE send_id=? AND state IN ({marks})",
@@ -525,10 +535,12 @@ class Ledger:
               COUNT(b.id) AS n_batches,
               SUM(b.state='sent') AS n_sent,
               SUM(b.state='failed') AS n_failed,
+              SUM(b.state='ready') AS n_ready,
               SUM(b.state IN ('posting','unknown')) AS n_unknown,
               SUM(b.state='skipped') AS n_skipped,
               SUM(CASE WHEN b.state='sent' THEN b.recipients ELSE 0 END) AS r_sent,
               SUM(CASE WHEN b.state='failed' THEN b.recipients ELSE 0 END) AS r_failed,
+              SUM(CASE WHEN b.state='ready' THEN b.recipients ELSE 0 END) AS r_ready,
               SUM(CASE WHEN b.state IN ('posting','unknown') THEN b.recipients ELSE 0 END)
                 AS r_unknown,
               SUM(CASE WHEN b.state='skipped' THEN b.recipients ELSE 0 END) AS r_skipped,
@@ -563,10 +575,12 @@ class Ledger:
                     batches=int(r["n_batches"] or 0),
                     batches_sent=int(r["n_sent"] or 0),
                     batches_failed=int(r["n_failed"] or 0),
+                    batches_ready=int(r["n_ready"] or 0),
                     batches_unknown=int(r["n_unknown"] or 0),
                     batches_skipped=int(r["n_skipped"] or 0),
                     recipients_sent=int(r["r_sent"] or 0),
                     recipients_failed=int(r["r_failed"] or 0),
+                    recipients_ready=int(r["r_ready"] or 0),
                     recipients_unknown=int(r["r_unknown"] or 0),
                     recipients_skipped=int(r["r_skipped"] or 0),
                     recipients_dropped=int(r["r_dropped"] or 0),
@@ -627,7 +641,7 @@ class Ledger:
     def open_batch(
         self, send_id: int, recipients: Sequence[RecipientLike], *, issue_id: str | None
     ) -> BatchInfo:
-        """Record a new batch and its recipients as ``posting``, committed before any request.
+        """Record a new batch and its recipients as ``ready``, committed before any request.
 
         ``issue_id`` is None for test sends, so their recipients never count as having
         received the issue.
@@ -641,7 +655,7 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO batches (send_id, seq, state, recipients, created_at)"
                 " VALUES (?,?,?,?,?)",
-                (send_id, seq, B_POSTING, len(recipients), now),
+                (send_id, seq, B_READY, len(recipients), now),
             )
             batch_id = int(cur.lastrowid or 0)
             if len(recipients) > ROWS_PER_BATCH_ID:
@@ -671,16 +685,23 @@ class Ledger:
         return info
 
     def begin_repost(self, batch_id: int, *, resend_unknown: bool) -> None:
-        """Mark a failed (or, by the user's choice, unknown) batch as ``posting`` again."""
+        """Take up a batch to post again: a failed one becomes ``ready``; an unknown one
+        (by the user's choice) stays unknown, now marked ``resent``, until it leaves."""
         with self._tx() as db:
             row = db.execute("SELECT state FROM batches WHERE id=?", (batch_id,)).fetchone()
             state = str(row["state"])
-            if state == B_FAILED:
-                db.execute("UPDATE batches SET state=? WHERE id=?", (B_POSTING, batch_id))
+            if state in _NOT_LEFT:
+                db.execute("UPDATE batches SET state=? WHERE id=?", (B_READY, batch_id))
             elif state in (B_POSTING, B_UNKNOWN) and resend_unknown:
-                db.execute("UPDATE batches SET state=?, resent=1 WHERE id=?", (B_POSTING, batch_id))
+                db.execute("UPDATE batches SET state=?, resent=1 WHERE id=?", (B_UNKNOWN, batch_id))
             else:
                 raise LedgerError(f"batch #{batch_id} is {state}; it cannot be posted again")
+
+    def mark_posting(self, batch_id: int) -> None:
+        """Committed immediately before the batch's request starts to leave: from here
+        until its answer is recorded, a crash leaves the batch unknown."""
+        with self._tx() as db:
+            db.execute("UPDATE batches SET state=? WHERE id=?", (B_POSTING, batch_id))
 
     def drop_recipients(
         self, batch_id: int, emails: Iterable[str], *, maybe: bool | None = None
@@ -702,10 +723,14 @@ class Ledger:
             if row is None:
                 raise LedgerError(f"no batch #{batch_id} in the ledger")
             state = str(row["state"])
-            if state not in (B_FAILED, B_POSTING, B_UNKNOWN):
+            if state not in (*_NOT_LEFT, B_POSTING, B_UNKNOWN):
                 raise LedgerError(f"batch #{batch_id} is {state}; its recipients are final")
             if maybe is None:
-                maybe = state != B_FAILED or bool(row["resent"]) or row["ambiguous_attempts"] > 0
+                maybe = (
+                    state not in _NOT_LEFT
+                    or bool(row["resent"])
+                    or row["ambiguous_attempts"] > 0
+                )
             dropped = 0
             first = batch_id * ROWS_PER_BATCH_ID
             for i in range(0, len(keys), 500):  # SQLite's limit on parameters
@@ -744,12 +769,18 @@ class Ledger:
     def note_attempt(
         self, batch_id: int, *, ambiguous: bool, status: int | None, error: str | None
     ) -> None:
-        """Record one failed attempt (the batch stays ``posting`` while we retry)."""
+        """Record one failed attempt.  A definite "not accepted" (``ambiguous`` False) puts
+        the batch back to ``ready`` while the send waits to retry, so a crash during the
+        wait leaves nothing in doubt; unless an earlier attempt may have reached the
+        provider, in which case it is ``unknown``.  An ambiguous attempt leaves it
+        ``posting`` (the send stops and :meth:`mark_unsent` records it as unknown)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE batches SET attempts=attempts+1,"
-                " ambiguous_attempts=ambiguous_attempts+?, status=?, error=? WHERE id=?",
-                (int(ambiguous), status, error, batch_id),
+                " ambiguous_attempts=ambiguous_attempts+?, status=?, error=?,"
+                " state=CASE WHEN ? THEN state"
+                " WHEN ambiguous_attempts>0 OR resent=1 THEN ? ELSE ? END WHERE id=?",
+                (int(ambiguous), status, error, int(ambiguous), B_UNKNOWN, B_READY, batch_id),
             )
 
     def mark_sent(self, batch_id: int, *, status: int, provider_id: str | None) -> None:
@@ -771,7 +802,7 @@ class Ledger:
             )
 
     def batches_to_repost(self, send_id: int, *, resend_unknown: bool) -> list[BatchInfo]:
-        states = [B_FAILED] + ([B_POSTING, B_UNKNOWN] if resend_unknown else [])
+        states = [*_NOT_LEFT] + ([B_POSTING, B_UNKNOWN] if resend_unknown else [])
         marks = ",".join("?" for _ in states)
         rows = self._db.execute(
             f"SELECT id FROM batches WHERE send_id=? AND state IN ({marks}) ORDER BY seq",
@@ -865,7 +896,7 @@ class Ledger:
             " WHERE r.issue_id=? AND r.email_key=? AND s.backend=?"
             + (" AND r.send_id=?" if only_send is not None else "")
             + " AND (r.dropped=? OR (r.dropped=? AND (b.state IN (?,?,?,?)"
-            " OR (b.state=? AND s.state!=?)))) LIMIT 1"
+            " OR (b.state IN (?,?) AND s.state!=?)))) LIMIT 1"
         )
         params: tuple[Any, ...] = (
             issue_id,
@@ -875,7 +906,7 @@ class Ledger:
             R_DROPPED_MAYBE,
             R_IN,
             *_MAY_HAVE,
-            B_FAILED,
+            *_NOT_LEFT,
             CANCELLED,
         )
         return self._db.execute(sql, params).fetchone() is not None

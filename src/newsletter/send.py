@@ -8,13 +8,17 @@ The flow (:class:`SendSession`)::
                  repost batches that failed (and, if the user chose, unknown ones),
                    each after re-reading the suppressions and taking out whoever left
                  loop: refresh suppressions -> take the next <=1,000 subscribers
-                       -> commit them as a 'posting' batch -> post -> 'sent'
+                       -> commit them as a 'ready' batch -> pace -> 'posting' -> post
+                       -> 'sent' (or back to 'ready' to wait and retry)
 
 What makes it safe ("never reaches anyone twice, never loses anyone"):
 
-- A batch's recipients are committed before its request leaves; 'sent' only after
-  the 2xx.  A crash leaves at most one batch whose outcome is unknown, and such a
-  batch is never resent without the user's say (``--resend-unknown`` / ``--skip-unknown``).
+- A batch's recipients are committed before its request leaves; 'posting' is marked
+  after every wait, just before the request starts to leave; 'sent' only after the
+  2xx.  A crash leaves at most one batch whose outcome is unknown (one killed while
+  its request was out), and such a batch is never resent without the user's say
+  (``--resend-unknown`` / ``--skip-unknown``); a batch killed while waiting provably
+  never left and ``--resume`` posts it.
 - Batches are formed when they are about to be posted, right after the suppression
   list is re-read, so someone who unsubscribes during a send misses the later batches;
   a batch posted again (a retry after a wait, or a repost by ``--resume``) leaves out,
@@ -59,8 +63,10 @@ from .errors import (
     ConfigError,
     LedgerError,
     NewsletterError,
+    Problem,
     ProviderRejected,
     ProviderUnavailable,
+    SubscriberListError,
 )
 from .esp.base import MAX_BATCH, Backend, Batch, DeliveryUnknown, IssueContent, Recipient
 from .ledger import (
@@ -78,7 +84,7 @@ from .ledger import (
     RecipientRow,
     SendSummary,
 )
-from .subscribers import email_key, normalise_recipient
+from .subscribers import describe_path, email_key, normalise_recipient
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
@@ -97,6 +103,8 @@ MAX_SCHEDULE_AHEAD = timedelta(hours=72)  # SendGrid's limit for send_at
 CANCEL_MARGIN = timedelta(minutes=10)  # SendGrid cannot cancel later than this before send_at
 
 UnknownChoice = Literal["ask", "resend", "skip"]
+
+PAUSED_BY_USER = "paused by the user"
 
 
 # --------------------------------------------------------------------------- pieces
@@ -158,13 +166,21 @@ class Pacer:
         self._last: float | None = None
 
     def wait(self) -> None:
-        if not self.interval:
-            return
-        if self._last is not None:
-            delay = self._last + self.interval - self._clock()
-            if delay > 0:
-                self._sleep(delay)
-        self._last = self._clock()
+        delay = self.delay()
+        if delay > 0:
+            self._sleep(delay)
+        self.mark()
+
+    def delay(self) -> float:
+        """Seconds to wait before the next request may leave."""
+        if not self.interval or self._last is None:
+            return 0.0
+        return max(0.0, self._last + self.interval - self._clock())
+
+    def mark(self) -> None:
+        """A request leaves now."""
+        if self.interval:
+            self._last = self._clock()
 
 
 _LANGUAGE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,7})*")
@@ -355,8 +371,7 @@ class SendEngine:
             iterator = iter(subscribers)
             while True:
                 self._check_stop()
-                if refresh is not None:
-                    refresh()
+                self._refresh_suppressions()
                 rows = self._take(iterator, exclude)
                 if not rows:
                     break
@@ -373,9 +388,24 @@ class SendEngine:
         report.state = final
         return report
 
+    def _refresh_suppressions(self) -> None:
+        """Re-read the suppressions; if they cannot be read, pause: posting on without
+        them could mail someone who asked not to be mailed."""
+        if self._refresh is None:
+            return
+        try:
+            self._refresh()
+        except (NewsletterError, OSError) as exc:
+            text = exc.message if isinstance(exc, NewsletterError) else str(exc)
+            raise _Stop(
+                PAUSED,
+                f"the suppression list could not be read, so nothing more was sent: {text}",
+                exc,
+            ) from None
+
     def _check_stop(self) -> None:
         if self.stop_requested:
-            raise _Stop(PAUSED, "paused by the user")
+            raise _Stop(PAUSED, PAUSED_BY_USER)
 
     def _still_subscribed(self, info: BatchInfo, report: SendReport) -> list[RecipientLike]:
         """A stored batch's people minus whoever has unsubscribed since it was formed
@@ -396,8 +426,7 @@ class SendEngine:
         suppressed = self._suppressed
         if suppressed is None:
             return list(rows)
-        if self._refresh is not None:
-            self._refresh()
+        self._refresh_suppressions()
         keep: list[RecipientLike] = []
         gone: list[RecipientLike] = []
         for r in rows:
@@ -455,14 +484,22 @@ class SendEngine:
                 schedule_id=summary.schedule_id,
             )
 
-        batch = make_batch()
+        prepared = self.backend.prepare(self.content, make_batch())
         failures = 0
         rate_limited = 0
         ambiguous = info.ambiguous_attempts > 0 or info.resent
         while True:
-            self.pacer.wait()
+            delay = self.pacer.delay()
+            if delay > 0:
+                self._wait(delay, "pacing (--rate)")
+            if self.stop_requested:  # nothing of this batch is out: it stays ready
+                raise _Stop(PAUSED, PAUSED_BY_USER)
+            # Only now can the request leave: until the answer is recorded, a crash
+            # leaves this batch unknown.  Every wait happens outside this window.
+            self.ledger.mark_posting(info.id)
+            self.pacer.mark()
             try:
-                outcome = self.backend.send_batch(self.content, batch)
+                outcome = self.backend.post(prepared)
             except ProviderRejected as exc:
                 self.ledger.note_attempt(
                     info.id, ambiguous=False, status=exc.status, error=exc.message
@@ -515,9 +552,8 @@ class SendEngine:
                             exc,
                         ) from None
                     self._wait(self.policy.backoff(failures), exc.message)
-                if self.stop_requested:
-                    self.ledger.mark_unsent(info.id)
-                    raise _Stop(PAUSED, "paused by the user") from None
+                if self.stop_requested:  # the batch is ready (or unknown if resent)
+                    raise _Stop(PAUSED, PAUSED_BY_USER) from None
                 # A wait may be long (a 429 can ask for minutes): whoever unsubscribed
                 # meanwhile is left out of the retry.
                 kept = self._drop_suppressed(info, rows, report, maybe=ambiguous)
@@ -525,7 +561,7 @@ class SendEngine:
                     rows = kept
                     if not rows:
                         return  # everyone left; the ledger marked the batch skipped
-                    batch = make_batch()
+                    prepared = self.backend.prepare(self.content, make_batch())
                 continue
             self.ledger.mark_sent(info.id, status=outcome.status, provider_id=outcome.provider_id)
             self._consecutive_failures = 0
@@ -554,7 +590,7 @@ def open_backend(ws: Workspace, requested: str | None = None) -> Backend:
     """The backend named (or config send.backend); auto = SendGrid if its API key is set."""
     cfg = ws.config.send
     name = requested or cfg.backend
-    key = env_secret(SENDGRID_KEY_ENV, required=False)
+    key = env_secret(SENDGRID_KEY_ENV, required=False, header=True)
     if name == "auto":
         name = "sendgrid" if key else "outbox"
     if name == "sendgrid":
@@ -761,6 +797,24 @@ class SendSession:
             self._suppressions = SuppressionList(self.ws.suppressions_path)
         return self._suppressions
 
+    def suppression_notes(self) -> list[str]:
+        """What the user must know about the suppression list after a run."""
+        sl = self._suppressions
+        if sl is None or not sl.vanished:
+            return []
+        shown = describe_path(sl.path)
+        state = "is still missing" if not sl.file_exists else "came back"
+        return [
+            f"{shown} disappeared during the send and {state}; the send carried on "
+            f"with the {sl.stored_count:,} suppressions kept in .newsletter/state.db, "
+            "so nobody who left was mailed"
+            + (
+                f" (`newsletter suppressions restore` writes {shown} back)"
+                if not sl.file_exists
+                else ""
+            )
+        ]
+
     def _is_suppressed(self, r: RecipientLike) -> bool:
         return self.suppressions.contains(r.email)
 
@@ -798,6 +852,7 @@ class SendSession:
             plan.first = opts.test_to[:3]
             self._plan = plan
             return plan
+        self._check_suppressions_file()
         if opts.resume:
             if not opts.dry_run:
                 self.ledger.lock_issue(self.built.issue_id)
@@ -816,6 +871,32 @@ class SendSession:
         self._count(plan)
         self._plan = plan
         return plan
+
+    def _check_suppressions_file(self) -> None:
+        """A suppressions file this workspace has had must be there: planning without it
+        would show "0 suppressed" and, without the state database's copy, mail people
+        who left.  (The copy is honoured anyway; the missing file is still a mistake
+        the user must hear about before anything goes out.)"""
+        from .suppression_store import SuppressionStore
+
+        path = self.ws.suppressions_path
+        if path.exists() or not self.ws.state_db.exists():
+            return
+        seen = SuppressionStore(self.ws.state_db).file_seen(path)
+        if seen is None:
+            return
+        shown = describe_path(path)
+        raise SubscriberListError(
+            Problem(
+                message=f"{shown} is missing, but this workspace had it (last read "
+                f"{seen.last_seen}, with {seen.rows:,} addresses); without it the plan "
+                "would show nobody as unsubscribed",
+                path=path,
+                hint=f"put it back (e.g. `git checkout -- {shown}`), or run "
+                "`newsletter suppressions restore` to write it again from the copy kept "
+                "in .newsletter/state.db; then send again",
+            )
+        )
 
     def _refuse_repeat(self, lists: Sequence[str]) -> None:
         earlier = self.ledger.blocking_sends(self.built.issue_id, lists, self.backend.name)

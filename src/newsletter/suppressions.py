@@ -19,12 +19,19 @@ The server records what it could not append in the state database first
 (:mod:`newsletter.events`, ``pending_suppressions``) and merges it later
 (:func:`merge_pending`); a :class:`SuppressionList` for a workspace's file counts
 those pending entries as suppressed too.
+
+The file is not the only copy: every entry written by :func:`add_suppressions` and
+every entry read from a workspace's file is also kept in the state database
+(:mod:`newsletter.suppression_store`), and a workspace's :class:`SuppressionList`
+is the union of both, so a file that vanishes (a `git checkout`, a sync script
+that deletes and recreates it) never un-suppresses anyone.
 """
 
 from __future__ import annotations
 
 import csv
 import fcntl
+from contextlib import suppress
 import io
 import os
 from collections.abc import Iterable, Iterator
@@ -34,7 +41,9 @@ from pathlib import Path
 
 from .config import Workspace
 from .errors import Problem, SubscriberListError
+from .errors import StateDatabaseError
 from .events import EventStore, PendingSuppression, pending_keys
+from .suppression_store import StoredSuppression, SuppressionStore
 from .subscribers import email_key, iter_rows, normalise_email, read_layout, suppression_key
 
 REASONS = ("unsubscribed", "bounced", "spam", "manual")
@@ -51,6 +60,9 @@ class Suppression:
     @property
     def key(self) -> str:
         return email_key(self.email)
+
+    def stored(self) -> StoredSuppression:
+        return StoredSuppression(self.key, self.email, self.reason, self.source, self.at)
 
 
 def now_iso() -> str:
@@ -167,13 +179,26 @@ class SuppressionList:
         self.path = path
         self.strict = strict
         self.pending_db = workspace_state_db(path) if isinstance(pending_db, _Auto) else pending_db
+        self.store = SuppressionStore(self.pending_db) if self.pending_db is not None else None
         self.problem: str | None = None
         self.skipped: list[Problem] = []
+        self.vanished = False  # the file was read once, then went missing
         self._file_keys: frozenset[str] = frozenset()
         self._pending: frozenset[str] = frozenset()
+        self._stored: frozenset[str] = frozenset()
+        self._stored_mark = 0
         self._keys: frozenset[str] = frozenset()
         self._stamp: tuple[int, int, int] | None = None
         self.refresh()
+
+    @property
+    def stored_count(self) -> int:
+        """Addresses kept in the state database (whatever the file says now)."""
+        return len(self._stored)
+
+    @property
+    def file_exists(self) -> bool:
+        return self._stamp is not None
 
     def refresh(self) -> bool:
         """Re-read if the file changed (inode, mtime_ns or size); True if it re-read the
@@ -185,10 +210,15 @@ class SuppressionList:
         pending = pending_keys(self.pending_db) if self.pending_db is not None else frozenset()
         changed = pending != self._pending
         self._pending = pending
+        if self.store is not None:
+            new, self._stored_mark = self.store.keys_since(self._stored_mark)
+            if new - self._stored:
+                self._stored |= new
+                changed = True
         if self._refresh_file():
             changed = True
         if changed:
-            self._keys = self._file_keys | self._pending
+            self._keys = self._file_keys | self._pending | self._stored
         return changed
 
     def _refresh_file(self) -> bool:
@@ -198,6 +228,7 @@ class SuppressionList:
             handle = self.path.open("rb")
         except FileNotFoundError:
             changed = self._stamp is not None
+            self.vanished = self.vanished or changed
             self._file_keys, self._stamp, self.problem, self.skipped = frozenset(), None, None, []
             return changed
         except OSError as exc:
@@ -214,24 +245,38 @@ class SuppressionList:
             stamp = _stamp(os.fstat(handle.fileno()))
             if stamp == self._stamp:
                 return False
-            if self.strict:
-                self._file_keys = frozenset(s.key for s in read_suppressions(self.path))
-            else:
-                self._file_keys = self._read_leniently()
+            entries = (
+                list(read_suppressions(self.path)) if self.strict else self._read_leniently()
+            )
+            self._file_keys = frozenset(e.key for e in entries)
             self._stamp = stamp
-            return True
+        self._mirror(entries)
+        return True
 
-    def _read_leniently(self) -> frozenset[str]:
+    def _mirror(self, entries: list[Suppression]) -> None:
+        """Keep what the file holds in the state database too (see the module docstring).
+
+        A lenient reader (the server) must answer even when the database is busy:
+        the next strict reader mirrors the same rows.
+        """
+        if self.store is None:
+            return
+        try:
+            self.store.mirror_file(self.path, [e.stored() for e in entries])
+        except StateDatabaseError:
+            if self.strict:
+                raise
+
+    def _read_leniently(self) -> list[Suppression]:
         skipped: list[Problem] = []
-        keys: set[str] = set()
+        entries: list[Suppression] = []
         self.problem = None
         try:
-            for entry in readable_suppressions(self.path, skipped):
-                keys.add(entry.key)
+            entries.extend(readable_suppressions(self.path, skipped))
         except SubscriberListError as exc:  # keep the rows before the fault
             self.problem = exc.message
         self.skipped = skipped
-        return frozenset(keys)
+        return entries
 
     def adopt(
         self, path: Path, keys: Iterable[str], stamp: tuple[int, int, int], skipped: list[Problem]
@@ -241,7 +286,7 @@ class SuppressionList:
             return
         self._file_keys, self._stamp = frozenset(keys), stamp
         self.problem, self.skipped = None, skipped
-        self._keys = self._file_keys | self._pending
+        self._keys = self._file_keys | self._pending | self._stored
 
     def contains(self, email: str) -> bool:
         """Whether an address (any spelling: case, spaces, IDN form) is suppressed."""
@@ -295,6 +340,12 @@ def add_suppressions(
     was read under the lock, so it need not read the whole file again.
     """
     wanted = _validated(entries)
+    db = workspace_state_db(path)
+    if db is not None and wanted:
+        # First the durable copy, so that a file lost later cannot take these with it.
+        # A busy database does not stop the append: the next read of the file keeps them.
+        with suppress(StateDatabaseError):
+            SuppressionStore(db).record(e.stored() for e in wanted)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         handle = path.open("a+b")

@@ -99,9 +99,17 @@ class _Bar:
         self.progress.update(self.batches, note=f"waiting {seconds:.1f} s: {reason}")
 
 
+# Ctrl-C, `kill` (SIGTERM, also what a service manager or a CI runner sends) and a
+# closed terminal or SSH session (SIGHUP) all pause the send the same clean way.
+_PAUSE_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 @contextmanager
 def _pause_on_interrupt(request_stop: Any) -> Iterator[None]:
-    """First Ctrl-C: finish the batch in flight, then pause.  Second: stop at once."""
+    """First signal: finish the batch in flight, then pause.  Second: stop at once
+    (a batch whose request is out is then left unknown; one waiting stays unposted)."""
     pressed = {"n": 0}
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -109,17 +117,24 @@ def _pause_on_interrupt(request_stop: Any) -> Iterator[None]:
         if pressed["n"] > 1:
             raise KeyboardInterrupt
         request_stop()
-        _say("pausing after the batch in flight (Ctrl-C again to stop at once)", err=True)
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        _say(
+            f"{what}: pausing after the batch in flight ({what} again to stop at once)",
+            err=True,
+        )
 
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        for signum in _PAUSE_SIGNALS:
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _print_plan(plan: Any, subject: str) -> None:
@@ -198,6 +213,8 @@ def _report(report: Any, session: Any) -> int:
             "received the issue twice",
             err=True,
         )
+    for note in session.suppression_notes():
+        _say(f"warning: {note}", err=True)
     counts = session.audience_counts
     if counts and plan and counts.get("suppressed", 0) > plan.suppressed:
         _say(

@@ -102,6 +102,20 @@ class Outcome:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A batch made ready to post (a backend may keep its encoded request in ``body``).
+
+    Preparing is separate from posting so that the send marks a batch as leaving
+    only when nothing but the network is left to do: the window in which a crash
+    makes a batch "unknown" is as short as it can be.
+    """
+
+    content: IssueContent
+    batch: Batch
+    body: bytes | None = None
+
+
 class Backend(ABC):
     """Posts batches of one issue; may schedule and cancel a send for later."""
 
@@ -114,6 +128,14 @@ class Backend(ABC):
     @abstractmethod
     def send_batch(self, content: IssueContent, batch: Batch) -> Outcome:
         """Post one batch; raise a ProviderError subclass if it was not accepted."""
+
+    def prepare(self, content: IssueContent, batch: Batch) -> Prepared:
+        """Everything before the request leaves (encoding); the default does nothing."""
+        return Prepared(content, batch)
+
+    def post(self, prepared: Prepared) -> Outcome:
+        """Post a prepared batch; the default posts it with :meth:`send_batch`."""
+        return self.send_batch(prepared.content, prepared.batch)
 
     @abstractmethod
     def create_schedule(self) -> str:

@@ -37,7 +37,7 @@ import idna
 
 from ..config import Send
 from ..errors import ProviderRejected, ProviderUnavailable
-from .base import Backend, Batch, DeliveryUnknown, IssueContent, Outcome
+from .base import Backend, Batch, DeliveryUnknown, IssueContent, Outcome, Prepared
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 REJECT_STATUSES = {400, 401, 403, 404, 405, 413, 415}
@@ -365,7 +365,14 @@ class SendGridBackend(Backend):
         return Outcome(status=status, provider_id=_header(response.headers, "X-Message-Id"))
 
     def send_batch(self, content: IssueContent, batch: Batch) -> Outcome:
-        return self.post_payload(encode_payload(content, batch, self.settings))
+        return self.post(self.prepare(content, batch))
+
+    def prepare(self, content: IssueContent, batch: Batch) -> Prepared:
+        return Prepared(content, batch, encode_payload(content, batch, self.settings))
+
+    def post(self, prepared: Prepared) -> Outcome:
+        assert prepared.body is not None
+        return self.post_payload(prepared.body)
 
     def create_schedule(self) -> str:
         endpoint = self._client.client.mail.batch

@@ -280,6 +280,6 @@ def sync_suppressions(ws: Workspace, api: SuppressionsAPI, *, full: bool = False
 
 
 def api_from_workspace(ws: Workspace) -> SuppressionsAPI:
-    key = env_secret(SENDGRID_KEY_ENV)
+    key = env_secret(SENDGRID_KEY_ENV, header=True)
     assert key is not None
     return SuppressionsAPI(api_base(ws), key, timeout=ws.config.send.timeout)
