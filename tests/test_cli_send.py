@@ -110,7 +110,9 @@ def test_send_status_and_refusal_to_send_twice(
     shown = cli("status", env=env)
     assert shown.code == 0
     assert "send #1  2019-09  to sample  via sendgrid  done" in shown.out
-    assert "batches 1/1 sent; recipients: 4 sent, 0 pending, 0 failed, 0 unknown" in shown.out
+    assert "batches 1/1 sent; recipients: 4 planned, 4 sent, 0 pending, 0 failed, 0 unknown" in (
+        shown.out
+    )
     data = json.loads(cli("status", "issues/2019-09.yaml", "--format", "json", env=env).out)
     [send] = data["sends"]
     assert (send["state"], send["recipients_sent"], send["lists"]) == ("done", 4, ["sample"])

@@ -341,7 +341,11 @@ def test_issue_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
 def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     db = sqlite3.connect(path)
-    db.executescript(ledger_module._SCHEMA.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", ""))
+    db.executescript(
+        ledger_module._SCHEMA.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", "").replace(
+            ",\n    audience TEXT", ""
+        )
+    )
     db.execute(
         "INSERT INTO sends (issue_id, lists, tags, backend, state, created_at, updated_at)"
         " VALUES ('2019-09', '[\"main\"]', '[]', 'sendgrid', 'paused', 'x', 'x')"
@@ -358,7 +362,7 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     db.commit()
     db.close()
     with Ledger(path) as ledger:
-        assert ledger._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert ledger._db.execute("PRAGMA user_version").fetchone()[0] == 3
         [s] = ledger.sends("2019-09")
         assert (s.recipients_failed, s.recipients_dropped) == (1, 0)
         assert ledger.already_batched("2019-09", "a@example.org", backend="sendgrid")

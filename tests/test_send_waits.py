@@ -47,7 +47,7 @@ def _batches(ws: Path) -> list[str]:
     [
         pytest.param(
             signal.SIGKILL,
-            (ok(), rate_limited(30.0)),
+            (ok(), rate_limited(30.0, from_answer=True)),
             {},
             id="sigkill-during-429-wait",
         ),

@@ -53,7 +53,8 @@ from . import state
 from .errors import LedgerError
 from .subscribers import email_key
 
-SCHEMA_VERSION = 2  # 2: recipients.dropped, batches.dropped
+SCHEMA_VERSION = 3  # 2: recipients.dropped, batches.dropped; 3: sends.audience, audience
+AUDIENCE_ID_BITS = 32  # audience rowid = send id << 32 | position: a send's audience is one range
 ROWS_PER_BATCH_ID = 4096  # > the 1,000 recipients a batch may hold
 
 # Send states.
@@ -111,7 +112,8 @@ CREATE TABLE IF NOT EXISTS sends (
     schedule_id TEXT,
     error TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    audience TEXT
 );
 CREATE INDEX IF NOT EXISTS sends_issue ON sends(issue_id);
 CREATE TABLE IF NOT EXISTS send_log (
@@ -153,6 +155,15 @@ CREATE TABLE IF NOT EXISTS recipients (
     dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email_key);
+-- Who a send is for, frozen when it is planned (rowid: see AUDIENCE_ID_BITS).
+CREATE TABLE IF NOT EXISTS audience (
+    send_id INTEGER NOT NULL,
+    email TEXT NOT NULL,
+    name TEXT,
+    first_name TEXT,
+    language TEXT,
+    list_name TEXT NOT NULL
+);
 """
 
 # From one schema version to the next (the key is the version being left).
@@ -160,6 +171,11 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
     1: (
         "ALTER TABLE batches ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE recipients ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
+    ),
+    2: (
+        "ALTER TABLE sends ADD COLUMN audience TEXT",
+        "CREATE TABLE IF NOT EXISTS audience (send_id INTEGER NOT NULL, email TEXT NOT NULL,"
+        " name TEXT, first_name TEXT, language TEXT, list_name TEXT NOT NULL)",
     ),
 }
 
@@ -264,6 +280,10 @@ class SendSummary:
         if self.state in (DONE, SCHEDULED, CANCELLED):
             return 0
         return max(0, self.planned_recipients - self.recipients_sent - self.recipients_skipped)
+
+
+# A send's frozen audience: the people, and {list name: {"file", "sha256", "bytes"}}.
+Audience = tuple[Iterable[RecipientLike], dict[str, dict[str, Any]]]
 
 
 class SendLock:
@@ -424,7 +444,10 @@ class Ledger:
         planned_recipients: int = 0,
         send_at: int | None = None,
         force_resend: bool = False,
+        audience: Audience | None = None,
     ) -> int:
+        """A new send, ``planned``; with its frozen ``audience`` in the same transaction,
+        so no send ever exists without the people it is for."""
         now = _now()
         with self._tx() as db:
             cur = db.execute(
@@ -451,6 +474,8 @@ class Ledger:
                 "INSERT INTO send_log (send_id, at, from_state, to_state, note) VALUES (?,?,?,?,?)",
                 (send_id, now, None, PLANNED, None),
             )
+            if audience is not None:
+                self._freeze(db, send_id, audience)
         return send_id
 
     def transition(
@@ -613,6 +638,54 @@ class Ledger:
             and wanted.intersection(s.lists)
         ]
 
+    # -- the frozen audience ----------------------------------------------------------------
+
+    @staticmethod
+    def _freeze(db: sqlite3.Connection, send_id: int, audience: Audience) -> int:
+        """Record who the send is for, with what was read of each list file (its SHA-256
+        and size): from here on, edits to the lists neither add nor drop anyone."""
+        people, lists = audience
+        first = send_id << AUDIENCE_ID_BITS
+        cur = db.executemany(
+            "INSERT INTO audience (rowid, send_id, email, name, first_name, language,"
+            " list_name) VALUES (?,?,?,?,?,?,?)",
+            (
+                (first + i, send_id, r.email, r.name, r.first_name, r.language, r.list_name)
+                for i, r in enumerate(people, 1)
+            ),
+        )
+        count = int(cur.rowcount)
+        info = {"lists": lists, "recipients": count}
+        db.execute(
+            "UPDATE sends SET audience=? WHERE id=?", (json.dumps(info, sort_keys=True), send_id)
+        )
+        return count
+
+    def audience_info(self, send_id: int) -> dict[str, Any] | None:
+        """What :meth:`freeze_audience` recorded (None: a send older than frozen audiences)."""
+        row = self._db.execute("SELECT audience FROM sends WHERE id=?", (send_id,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        info: dict[str, Any] = json.loads(row[0])
+        return info
+
+    def audience(self, send_id: int, chunk: int = 2000) -> Iterator[RecipientRow]:
+        """The frozen audience in list order, read a chunk at a time (never one open
+        cursor across the send's own writes)."""
+        last = send_id << AUDIENCE_ID_BITS
+        end = (send_id + 1) << AUDIENCE_ID_BITS
+        while True:
+            rows = self._db.execute(
+                "SELECT rowid, email, name, first_name, language, list_name FROM audience"
+                " WHERE rowid > ? AND rowid < ? ORDER BY rowid LIMIT ?",
+                (last, end, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            for r in rows:
+                yield RecipientRow(r[1], r[2], r[3], r[4], r[5])
+
     # -- running a send ---------------------------------------------------------------------
 
     def claim(self, send_id: int) -> None:
@@ -727,9 +800,7 @@ class Ledger:
                 raise LedgerError(f"batch #{batch_id} is {state}; its recipients are final")
             if maybe is None:
                 maybe = (
-                    state not in _NOT_LEFT
-                    or bool(row["resent"])
-                    or row["ambiguous_attempts"] > 0
+                    state not in _NOT_LEFT or bool(row["resent"]) or row["ambiguous_attempts"] > 0
                 )
             dropped = 0
             first = batch_id * ROWS_PER_BATCH_ID

@@ -44,9 +44,9 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 from . import message, tokens
@@ -84,11 +84,12 @@ from .ledger import (
     RecipientRow,
     SendSummary,
 )
+from .snapshot import FrozenAudience, Snapshots
 from .subscribers import describe_path, email_key, normalise_recipient
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
-    from .subscribers import RowProblem
+    from .subscribers import Audience, RowProblem
     from .suppressions import SuppressionList
 
 # A clearly-labelled key for the outbox when NEWSLETTER_SECRET is unset: its links are
@@ -774,6 +775,10 @@ class SendSession:
         self._plan: Plan | None = None
         self._suppressions: SuppressionList | None = None
         self.audience_counts: dict[str, int] = {}
+        self._snapshots = Snapshots()
+        self._frozen_send: int | None = None
+        self._freeze_counts: dict[str, int] = {}
+        self._audience_obj: Audience | FrozenAudience
         if options.send_at is not None and options.test_to:
             raise ConfigError("--send-at and --test-to cannot be combined", key="--send-at")
 
@@ -822,6 +827,7 @@ class SendSession:
         if self._ledger is not None:
             self._ledger.close()  # also lets go of the issue's lock
         self.backend.close()
+        self._snapshots.close()
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -1007,11 +1013,47 @@ class SendSession:
         return exclude
 
     def _audience(self, plan: Plan) -> tuple[Iterable[RecipientLike], Callable[[], object]]:
+        """Who the send is for: a resumed send's frozen audience; else the lists, read from
+        their frozen copies (taken once per session, so the plan, the freeze and a dry
+        run all see the same rows however the files change meanwhile)."""
         from .subscribers import Audience
 
         suppressions = self.suppressions
-        self._audience_obj = Audience(self.ws, plan.lists, plan.tags, suppressions=suppressions)
-        return self._audience_obj, suppressions.refresh
+        frozen = plan.resume.id if plan.resume is not None else self._frozen_send
+        if frozen is not None and self.ledger.audience_info(frozen) is not None:
+            ledger = self.ledger
+            self._audience_obj = FrozenAudience(
+                lambda: ledger.audience(frozen), suppressions.contains
+            )
+            return self._audience_obj, suppressions.refresh
+        audience = Audience(self.ws, plan.lists, plan.tags, suppressions=suppressions)
+        copies = [
+            self._snapshots.take(name, path)
+            for name, path in zip(audience.list_names, audience.paths, strict=True)
+        ]
+        audience.paths = [c.copy for c in copies]
+        self._audience_obj = audience
+        return audience, suppressions.refresh
+
+    def _problems(self) -> list[RowProblem]:
+        """The audience's row problems, naming the list files, not their frozen copies."""
+        files = {c.copy: c.source for c in self._snapshots.copies.values()}
+        return [replace(p, path=files.get(p.path, p.path)) for p in self._audience_obj.problems]
+
+    def _to_freeze(self, plan: Plan) -> tuple[Iterable[RecipientRow], dict[str, dict[str, Any]]]:
+        """The audience of a new send, for the ledger: from the copies the plan read,
+        with the suppressions as they are now."""
+        audience, _ = self._audience(plan)
+        root = self.ws.root
+        lists: dict[str, dict[str, Any]] = {
+            c.name: {
+                "file": os.path.relpath(c.source, root),
+                "sha256": c.sha256,
+                "bytes": c.size,
+            }
+            for c in self._snapshots.copies.values()
+        }
+        return (row_of(r) for r in audience), lists
 
     def _count(self, plan: Plan) -> None:
         audience, _ = self._audience(plan)
@@ -1030,7 +1072,7 @@ class SendSession:
         plan.duplicates = a.duplicates + a.overlap
         plan.suppressed = a.suppressed
         plan.filtered_out = a.filtered_out
-        plan.problems = list(a.problems)
+        plan.problems = self._problems()
 
     # -- executing --------------------------------------------------------------------------
 
@@ -1104,7 +1146,10 @@ class SendSession:
                 planned_recipients=plan.recipients,
                 send_at=send_at,
                 force_resend=opts.force_resend,
+                audience=self._to_freeze(plan),
             )
+            self._freeze_counts = self._audience_obj.counts()
+            self._frozen_send = send_id
             if send_at is not None:
                 try:
                     schedule_id = self.backend.create_schedule()
@@ -1125,7 +1170,13 @@ class SendSession:
             resend_unknown=opts.unknown == "resend",
         )
         if audience_wanted:
-            self.audience_counts = self._audience_obj.counts()
+            counts = self._audience_obj.counts()
+            if self._freeze_counts:  # a new send: as frozen, plus who left since
+                counts = {
+                    **self._freeze_counts,
+                    "suppressed": self._freeze_counts["suppressed"] + counts["suppressed"],
+                }
+            self.audience_counts = counts
         return report
 
     def _clear_outbox(self) -> None:

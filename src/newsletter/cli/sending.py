@@ -466,6 +466,7 @@ def status(
         )
         _say(
             f"  batches {d['batches_sent']}/{d['batches']} sent; recipients: "
+            f"{d['recipients_planned']:,} planned, "
             f"{d['recipients_sent']:,} sent, {d['recipients_pending']:,} pending, "
             f"{d['recipients_failed']:,} failed, {d['recipients_unknown']:,} unknown"
             + (f", {d['recipients_skipped']:,} skipped" if d["recipients_skipped"] else "")
