@@ -10,6 +10,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +18,22 @@ import pytest
 from conftest import run_cli
 from newsletter.ledger import DONE, Ledger
 from stub_sendgrid import StubSendGrid, ok, status
-from test_send import (  # noqa: F401  (_fast_retries and stub are fixtures)
+from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
     _fast_retries,
     email_of,
     sendgrid_env,
     session,
     set_send_config,
-    stub,
     write_list,
 )
 from test_send_faults import _cli_env
 from test_suppressions_durable import AfterBatch
+
+
+@pytest.fixture
+def stub() -> Iterator[StubSendGrid]:
+    with StubSendGrid() as server:
+        yield server
 
 
 def _save_in_place(path: Path, text: str) -> None:

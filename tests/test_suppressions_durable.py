@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from conftest import run_cli
 from newsletter.config import Workspace
 from newsletter.ledger import DONE, PAUSED, Ledger
 from newsletter.suppression_store import SuppressionStore
-from newsletter.suppressions import Suppression, SuppressionList, add_suppressions, now_iso
+from newsletter.suppressions import Suppression, SuppressionList, add_suppressions
 from stub_sendgrid import StubSendGrid
-from test_send import (  # noqa: F401  (_fast_retries and stub are fixtures)
+from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
     _fast_retries,
     sendgrid_env,
     session,
     set_send_config,
-    stub,
     write_list,
 )
 from test_send_faults import _cli_env
+
+
+@pytest.fixture
+def stub() -> Iterator[StubSendGrid]:
+    with StubSendGrid() as server:
+        yield server
 
 
 class AfterBatch:
@@ -46,9 +54,9 @@ def _suppressions(ws: Path) -> Path:
 
 
 def test_file_deleted_mid_send_still_leaves_out_everyone_unsubscribed(
-    workspace: Path, stub: StubSendGrid, monkeypatch: object
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sendgrid_env(monkeypatch, stub.url)  # type: ignore[arg-type]
+    sendgrid_env(monkeypatch, stub.url)
     set_send_config(workspace, batch_size=100)
     expected = write_list(workspace, "big", 600, suppressed=150)  # the last 150 left
     path = _suppressions(workspace)
@@ -64,10 +72,10 @@ def test_file_deleted_mid_send_still_leaves_out_everyone_unsubscribed(
 
 
 def test_file_replaced_mid_send_by_a_partial_copy_keeps_every_suppression(
-    workspace: Path, stub: StubSendGrid, monkeypatch: object
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sync script deletes the file and writes it anew, with only some rows yet."""
-    sendgrid_env(monkeypatch, stub.url)  # type: ignore[arg-type]
+    sendgrid_env(monkeypatch, stub.url)
     set_send_config(workspace, batch_size=100)
     expected = write_list(workspace, "big", 600, suppressed=150)
     path = _suppressions(workspace)
@@ -131,9 +139,9 @@ def test_missing_file_at_plan_time_is_an_error_not_zero_suppressed(
 
 
 def test_unreadable_file_mid_send_pauses_and_resume_finishes_exactly_once(
-    workspace: Path, stub: StubSendGrid, monkeypatch: object
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sendgrid_env(monkeypatch, stub.url)  # type: ignore[arg-type]
+    sendgrid_env(monkeypatch, stub.url)
     set_send_config(workspace, batch_size=100)
     expected = write_list(workspace, "big", 400, suppressed=20)
     path = _suppressions(workspace)
