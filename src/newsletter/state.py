@@ -13,6 +13,7 @@ each issue.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +21,18 @@ from typing import Any
 
 from .errors import StateDatabaseError
 
-BUSY_TIMEOUT = 30.0  # seconds to wait for another process's write to finish
+BUSY_TIMEOUT_ENV = "NEWSLETTER_DB_TIMEOUT"
+
+
+def _busy_timeout() -> float:
+    """Seconds to wait for another process's write to finish (30 unless the environment
+    variable says otherwise, e.g. for a script that would rather fail fast)."""
+    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 30.0
+    except ValueError:
+        return 30.0
+
 
 _KEEP = (
     "do not delete it: it records who has already received each issue; "
@@ -37,7 +49,7 @@ def explain(path: Path | str | None, exc: BaseException) -> StateDatabaseError:
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in low:
         return StateDatabaseError(
             f"{where} is busy: another newsletter command (a send, `serve`, an import) "
-            f"held it for more than {BUSY_TIMEOUT:.0f} seconds",
+            f"held it for more than {_busy_timeout():.0f} seconds",
             path=Path(where),
             hint="wait for that command to finish, then run this one again",
         )
@@ -105,7 +117,7 @@ def connect(path: Path | str, *, readonly: bool = False) -> Connection:
             conn = sqlite3.connect(
                 target,
                 uri=True,
-                timeout=BUSY_TIMEOUT,
+                timeout=_busy_timeout(),
                 isolation_level=None,
                 check_same_thread=False,
                 factory=Connection,
@@ -115,7 +127,7 @@ def connect(path: Path | str, *, readonly: bool = False) -> Connection:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 str(path),
-                timeout=BUSY_TIMEOUT,
+                timeout=_busy_timeout(),
                 isolation_level=None,
                 check_same_thread=False,
                 factory=Connection,
