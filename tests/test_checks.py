@@ -174,3 +174,35 @@ def test_mrml_gaps_are_reported(workspace: Path) -> None:
     assert 'mjml-python ignores <mj-style inline="inline">' in found
     assert "mjml-python ignores mj-attributes for <mj-body>" in found
     assert "<mj-social> renders its icons without alt text" in found
+
+
+def test_disguised_script_links_in_markdown_are_errors_like_javascript(workspace: Path) -> None:
+    edit(
+        issue(workspace),
+        "      benefit of all sectors.\n",
+        "      benefit of all sectors. [a](javascript:alert(1)) [b](jav%09ascript:alert(1))\n"
+        "      [c](<java\tscript:alert(1)>) [d](JaVaScRiPt:alert(1)) [e](&#106;avascript:x)\n"
+        "      [f](data:image/png;base64,xx) [g](vbscript:msgbox(1)) [h](https://www.example.org)\n",
+    )
+    found = [p for p in problems(workspace) if p.code == "unsafe_link"]
+    assert [(p.severity, p.field, p.line) for p in found] == [
+        ("error", "articles[0].summary", 16)
+    ] * 7
+    assert found[0].message == (
+        "the link `javascript:alert(1)` is not a web address (javascript: addresses are not "
+        "allowed in email), so it is shown as plain text"
+    )
+    assert found[0].hint == "link to a web page: [text](https://www.example.org/page)"
+    assert "the link `jav%09ascript:alert(1)` is not a web address" in found[1].message
+
+
+def test_protocol_relative_link_is_an_error_with_the_full_address_as_hint(
+    workspace: Path,
+) -> None:
+    edit(issue(workspace), "closing: |\n", "closing: |\n  See [our site](//www.example.org/x).\n\n")
+    [found] = [p for p in problems(workspace) if p.severity == "error"]
+    assert (found.code, found.field, found.line) == ("link_no_scheme", "closing", 97)
+    assert found.render().endswith(
+        "closing: the link `//www.example.org/x` starts with // and has no https: in front, "
+        "so it is shown as plain text (write the full address: https://www.example.org/x)"
+    )

@@ -177,3 +177,74 @@ def test_check_json_reports_a_config_error_as_json(cli: Any, workspace: Path) ->
     report = json.loads(r.out)
     assert report["ok"] is False
     assert report["problems"][0]["field"] == "brand.primary"
+
+
+def test_invisible_line_separator_in_subject_stops_check_build_and_send(
+    cli: Any, workspace: Path
+) -> None:
+    """Once it passed check and crashed the build (and went as is into SendGrid's Subject)."""
+    path = workspace / "issues" / "2019-09.yaml"
+    path.write_text(
+        path.read_text("utf-8")
+        .replace("Caribbean Digest — September", "Caribbean Digest\\u2028— September")
+        .replace('preheader: "Labour migration', 'preheader: "Labour\u2028migration'),
+        "utf-8",
+    )
+    subject = (
+        "issues/2019-09.yaml:4:41: subject: contains an invisible line-separator character "
+        "(U+2028) (delete `\\u2028` at column 41: it stands for that character)"
+    )
+    preheader = (
+        "issues/2019-09.yaml:5:19: preheader: contains an invisible line-separator character "
+        "(U+2028) (retype the text or delete the character at column 19; it often comes from "
+        "text pasted from Word or a web page)"
+    )
+    check = cli("check", "issues/2019-09.yaml")
+    assert check.code == 1 and "Traceback" not in check.err
+    assert subject in check.err and preheader in check.err
+    assert "templates" not in check.err
+    build = cli("build", "issues/2019-09.yaml")
+    assert build.code == 1 and "Traceback" not in build.err
+    assert subject in build.err and preheader in build.err
+    send = cli(
+        "send",
+        "issues/2019-09.yaml",
+        *("--list", "sample", "--backend", "outbox", "--dry-run", "--yes"),
+    )
+    assert send.code == 1 and "Traceback" not in send.err
+    assert subject.split(":", 1)[1] in send.err
+    assert not (workspace / "build").exists() and not (workspace / "outbox").exists()
+    report = json.loads(cli("check", "issues/2019-09.yaml", "--format", "json").out)
+    assert [(p["field"], p["line"], p["column"]) for p in report["problems"]] == [
+        ("subject", 4, 41),
+        ("preheader", 5, 19),
+    ]
+
+
+def test_word_line_break_in_a_title_is_named_not_blamed_on_the_theme(
+    cli: Any, workspace: Path
+) -> None:
+    path = workspace / "issues" / "2019-09.yaml"
+    text = path.read_text("utf-8")
+    path.write_text(text.replace('  - title: "IOM and its', '  - title: "IOM\\vand its', 1))
+    r = cli("build", "issues/2019-09.yaml")
+    assert r.code == 1 and "Traceback" not in r.err and "mjml" not in r.err.lower()
+    assert "issues/2019-09.yaml:15:16: articles[0].title: contains an invisible line break" in r.err
+
+
+def test_protocol_relative_link_stops_the_build(cli: Any, workspace: Path) -> None:
+    path = workspace / "issues" / "2019-09.yaml"
+    path.write_text(
+        path.read_text("utf-8").replace(
+            "      benefit of all sectors.", "      benefit of [all sectors](//evil.example/x)."
+        ),
+        "utf-8",
+    )
+    r = cli("build", "issues/2019-09.yaml")
+    assert r.code == 1 and "Traceback" not in r.err
+    assert (
+        "issues/2019-09.yaml:16:5: articles[0].summary: the link `//evil.example/x` starts with "
+        "// and has no https: in front, so it is shown as plain text (write the full address: "
+        "https://evil.example/x)"
+    ) in r.err
+    assert not (workspace / "build").exists()

@@ -198,8 +198,9 @@ def test_booleans_are_not_numbers(tmp_path: Path) -> None:
 def test_control_character_from_word_is_located(tmp_path: Path) -> None:
     got = problems(write(tmp_path, GOOD.replace('"First"', '"Fi\x0brst"')))
     assert got == [
-        f"{tmp_path / '2019-09.yaml'}:5:15: contains an invisible control character U+000B "
-        "(it often comes from pasting text from Word; delete and retype that spot)"
+        f"{tmp_path / '2019-09.yaml'}:5:15: articles[0].title: contains an invisible line break "
+        "from Word's Shift+Enter (U+000B) (retype the text or delete the character at column 15; "
+        "it often comes from text pasted from Word or a web page)"
     ]
 
 
@@ -225,3 +226,40 @@ def test_image_wider_than_the_column_is_refused(tmp_path: Path) -> None:
     text = GOOD + "    image: {src: https://www.example.org/a.png, alt: a, width: 600}\n"
     got = problems(write(tmp_path, text))
     assert any("articles[0].image.width: must be 552 or less" in p for p in got), got
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        '"javascript:alert(1)"',
+        '"JaVaScRiPt:alert(1)"',
+        '"java\\tscript:alert(1)"',
+        '"jav%09ascript:alert(1)"',
+        '"&#106;avascript:alert(1)"',
+        '"\\x01javascript:alert(1)"',
+        '" javascript:alert(1)"',
+        '"vbscript:msgbox(1)"',
+        '"data:text/html;base64,PHNjcmlwdD4="',
+        "//www.example.org/a",
+    ],
+)
+def test_script_and_scheme_less_addresses_in_url_fields_are_errors(
+    tmp_path: Path, address: str
+) -> None:
+    text = GOOD.replace("url: https://www.example.org/a", f"url: {address}")
+    got = problems(write(tmp_path, text + f"    image: {{src: {address}, alt: a}}\n"))
+    path = tmp_path / "2019-09.yaml"
+    url_errors = [p for p in got if "web address" in p]
+    assert len(url_errors) == 2, got
+    assert url_errors[0].startswith(f"{path}:7:5: articles[0].url: ")
+    assert url_errors[1].startswith(f"{path}:8:13: articles[0].image.src: ")
+    if "\\x01" in address:  # and the invisible character itself, at its escape
+        assert got[0].startswith(f"{path}:7:11: articles[0].url: contains an invisible control")
+
+
+def test_protocol_relative_url_gets_the_full_address_as_hint(tmp_path: Path) -> None:
+    text = GOOD.replace("url: https://www.example.org/a", "url: //www.example.org/a")
+    assert problems(write(tmp_path, text)) == [
+        f"{tmp_path / '2019-09.yaml'}:7:5: articles[0].url: is not a web address (it must "
+        "start with https://) (write the full address: https://www.example.org/a)"
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from newsletter.markup import to_html, to_text, wrap
+import pytest
+
+from newsletter.markup import refused_link, to_html, to_text, wrap
 
 LONG_URL = "https://www.example.org/news/2019-09/" + "a-very-long-path-segment-" * 4 + "end.html"
 
@@ -17,6 +19,55 @@ def test_raw_html_is_escaped_never_live() -> None:
 def test_javascript_links_are_dropped() -> None:
     out = to_html("[click](javascript:alert(1))")
     assert "href" not in out and "javascript:alert" in out  # shown as text, not a link
+
+
+DISGUISED = [
+    "[click](//evil.example/x)",
+    "[click](<//evil.example/x>)",
+    "[click](/\\evil.example/x)",
+    "[click](jav%09ascript:alert(1))",
+    "[click](java%2509script:alert(1))",
+    "[click](<java\tscript:alert(1)>)",
+    "[click](JaVaScRiPt:alert(1))",
+    "[click](&#106;avascript:alert(1))",
+    "[click](   javascript:alert(1))",
+    "[click](<%20javascript:alert(1)>)",
+    "[click](<\x01javascript:alert(1)>)",
+    "[click](data:image/png;base64,iVBORw0KGgo=)",
+    "[click](data:text/html;base64,PHNjcmlwdD4=)",
+    "[click](VBScript:msgbox(1))",
+    "[click](file:///etc/passwd)",
+    "[click]\n\n[click]: jav%09ascript:alert(1)",
+]
+
+
+@pytest.mark.parametrize("source", DISGUISED)
+def test_disguised_script_and_protocol_relative_links_are_dropped_like_javascript(
+    source: str,
+) -> None:
+    html = to_html(source)
+    assert "href" not in html and "[click]" in html  # shown as text, not a link
+    assert "http" not in to_text(source) and "[1]" not in to_text(source)
+
+
+@pytest.mark.parametrize(
+    ("href", "why"),
+    [
+        ("//evil.example/x", "protocol-relative"),
+        ("jav%09ascript:alert(1)", "javascript"),
+        ("java%09script:alert(1)", "javascript"),
+        ("&#106;avascript:alert(1)", "javascript"),
+        ("%01javascript:alert(1)", "javascript"),
+        ("data:image/png;base64,xx", "data"),
+        ("https://www.example.org/a%2Fb?q=%25", None),
+        ("http://www.example.org/", None),
+        ("mailto:info@example.org", None),
+        ("tel:+50412345678", None),
+        ("#top", None),
+    ],
+)
+def test_refused_link_names_why(href: str, why: str | None) -> None:
+    assert refused_link(href) == why
 
 
 def test_markdown_features() -> None:

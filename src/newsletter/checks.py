@@ -123,9 +123,31 @@ def _walk(tokens: Iterable[Token]) -> Iterable[Token]:
             yield from _walk(tok.children)
 
 
+def _refused_link(located: Located, field: str, href: str, why: str) -> Problem:
+    """A link the email shows as plain text (markup.refused_link), in words staff can act on."""
+    shown = href if len(href) <= 60 else href[:57] + "..."
+    if why == "protocol-relative":
+        address = "https:" + "//" + href.lstrip("/\\")
+        return located.problem(
+            field,
+            f"the link `{shown}` starts with // and has no https: in front, so it is "
+            "shown as plain text",
+            hint=f"write the full address: {address}",
+            code="link_no_scheme",
+        )
+    return located.problem(
+        field,
+        f"the link `{shown}` is not a web address ({why}: addresses are not allowed in "
+        "email), so it is shown as plain text",
+        hint="link to a web page: [text](https://www.example.org/page)",
+        code="unsafe_link",
+    )
+
+
 def _lint_markdown(located: Located, field: str, source: str) -> list[Problem]:
     out: list[Problem] = []
-    for tok in _walk(markup._md().parse(source)):
+    # Every link as written, even those the email's parser refuses, so none vanishes unnoticed.
+    for tok in _walk(markup.parse_all_links(source)):
         if tok.type == "image":
             out.append(
                 located.problem(
@@ -138,7 +160,10 @@ def _lint_markdown(located: Located, field: str, source: str) -> list[Problem]:
             )
         elif tok.type == "link_open":
             href = str(tok.attrs.get("href", ""))
-            if href.startswith("http://"):
+            why = markup.refused_link(href)
+            if why:
+                out.append(_refused_link(located, field, href, why))
+            elif href.startswith("http://"):
                 out.append(_warn(located, field, f"link is not https: {href}", code="not_https"))
     if _RAW_TAG.search(source):
         out.append(

@@ -34,6 +34,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import IssueError, NewsletterError, Problem, format_path
 
@@ -261,6 +262,8 @@ def _problems_from_validation(exc: ValidationError, located: Located) -> list[Pr
         elif kind == "string_pattern_mismatch" and loc and loc[-1] == "language":
             message = "is not a language code"
             hint = "use a code such as en, es or pt-BR"
+        elif kind.startswith("url") and str(err.get("input", "")).startswith("//"):
+            hint = f"write the full address: https:{err['input']}"  # no page to take https from
         elif kind.startswith("url"):
             hint = "write the full address, e.g. https://www.example.org/page"
         elif kind in ("greater_than_equal", "less_than_equal"):
@@ -319,27 +322,131 @@ def _yaml() -> YAML:
     return y
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_NODES = 20_000
+MAX_SHOWN = 20  # invisible characters listed one by one
+
+# Characters an editor does not show that still reach the email: C0/C1 controls (Word's
+# Shift+Enter is U+000B) and Unicode's line and paragraph separators.  In a subject they break
+# the mail header; in any text they are invisible debris.  YAML reads U+0085, U+2028 and U+2029
+# as line breaks (which would shift every later line number), and a double-quoted "\v", "\L" or
+# "\u2028" produces them with no odd byte in the file: both the file and the values are scanned.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+_INVISIBLE_NAMES = {
+    0x0B: "line break from Word's Shift+Enter",
+    0x0C: "page-break character",
+    0x1C: "separator character",
+    0x1D: "separator character",
+    0x1E: "separator character",
+    0x1F: "separator character",
+    0x85: "next-line character",
+    0x2028: "line-separator character",
+    0x2029: "paragraph-separator character",
+}
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", re.S)
+_SHORT_ESCAPES = dict(zip("0abtnvfreNLP", "\0\a\b\t\n\v\f\r\x1b\x85\u2028\u2029", strict=True))
+InvisibleHit = tuple[int, str, str | None]  # offset in the file, the character, its escape
 
 
-def _control_characters(path: Path, text: str) -> list[Problem]:
-    """Invisible control characters (Word's Shift+Enter is U+000B) that YAML refuses."""
+def _scalars(clean: str) -> list[tuple[int, int, str, ScalarNode]]:
+    """(start, end, field path, node) of every key and value, from the node tree's marks."""
+    out: list[tuple[int, int, str, ScalarNode]] = []
+    seen: set[int] = set()
+
+    def walk(node: Node, path: str) -> None:
+        if id(node) in seen:  # an alias: its text was visited where it is defined
+            return
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            out.append((node.start_mark.index, node.end_mark.index, path, node))
+        elif isinstance(node, MappingNode):
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, ScalarNode) else "?"
+                sub = f"{path}.{name}" if path else name
+                walk(key, sub)
+                walk(value, sub)
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    try:
+        root = _yaml().compose(clean)
+    except YAMLError:
+        return out  # the syntax error is reported on its own; the characters keep no field
+    if root is not None:
+        walk(root, "")
+    return out
+
+
+def _escaped_hits(text: str, start: int, end: int) -> Iterator[InvisibleHit]:
+    """Escapes in a double-quoted scalar that stand for an invisible character."""
+    for m in _ESCAPE.finditer(text, start, end):
+        code = m.group(1)
+        char = chr(int(code[1:], 16)) if len(code) > 1 else _SHORT_ESCAPES.get(code, "")
+        if _INVISIBLE.fullmatch(char):
+            yield m.start(), char, m.group()
+
+
+def _invisible_characters(path: Path, text: str, clean: str) -> list[Problem]:
+    """Every invisible character, raw or escaped, at its line and column and in its field."""
+    scalars = _scalars(clean)
+    raw: list[tuple[InvisibleHit, str | None]] = []
+    escaped: list[tuple[InvisibleHit, str | None]] = []
+    total = 0  # a pasted document can hold thousands: list the first ones, count the rest
+    for m in _INVISIBLE.finditer(text):
+        total += 1
+        if len(raw) < MAX_SHOWN:
+            field = next((f for s, e, f, _ in scalars if s <= m.start() < e), None)
+            raw.append(((m.start(), m.group(), None), field))
+    for start, end, field, node in scalars:
+        if node.style == '"' and _INVISIBLE.search(str(node.value)):
+            for hit in _escaped_hits(text, start, end):
+                total += 1
+                if len(escaped) < MAX_SHOWN:
+                    escaped.append((hit, field))
+    hits = sorted(raw + escaped, key=lambda h: h[0][0])[:MAX_SHOWN]
     problems = []
-    for m in list(_CONTROL.finditer(text))[:10]:
-        line = text.count("\n", 0, m.start()) + 1
-        col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+    for (offset, char, escape), field in hits:
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        name = _INVISIBLE_NAMES.get(ord(char), "control character")
+        if escape:
+            hint = f"delete `{escape}` at column {col}: it stands for that character"
+        else:
+            hint = (
+                f"retype the text or delete the character at column {col}; "
+                "it often comes from text pasted from Word or a web page"
+            )
         problems.append(
             Problem(
-                message=f"contains an invisible control character U+{ord(m.group()):04X}",
+                message=f"contains an invisible {name} (U+{ord(char):04X})",
                 path=path,
                 line=line,
                 column=col,
-                hint="it often comes from pasting text from Word; delete and retype that spot",
+                field=field,
+                hint=hint,
+                code="control_character",
+            )
+        )
+    if total > len(hits):
+        problems.append(
+            Problem(
+                message=f"and {total - len(hits):,} more invisible characters",
+                path=path,
+                hint="paste the text again as plain text with Ctrl+Shift+V, then check again",
                 code="control_character",
             )
         )
     return problems
+
+
+def _has_invisible(value: Any) -> bool:
+    if isinstance(value, str):
+        return _INVISIBLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_invisible(k) or _has_invisible(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_invisible(v) for v in value)
+    return False
 
 
 def read_issue(path: Path) -> Located:
@@ -383,7 +490,7 @@ def read_issue(path: Path) -> Located:
             )
         ) from None
     if not text.strip() or all(
-        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
+        not ln.strip() or ln.lstrip().startswith("#") for ln in text.split("\n")
     ):
         raise IssueError(
             Problem(
@@ -394,13 +501,16 @@ def read_issue(path: Path) -> Located:
                 code="empty",
             )
         )
-    control = _control_characters(path, text)
-    if control:
-        raise IssueError(control)
+    # Invisible characters become spaces for parsing (same offsets, no extra YAML line breaks),
+    # so that they can be reported in their field together with every other problem.
+    raw_invisible = _INVISIBLE.search(text) is not None
+    clean = _INVISIBLE.sub(" ", text) if raw_invisible else text
     try:
-        data = _yaml().load(text)
+        data = _yaml().load(clean)
     except YAMLError as exc:
-        raise IssueError(_yaml_problem(path, exc)) from None
+        raise IssueError(
+            [*_invisible_characters(path, text, clean), _yaml_problem(path, exc)]
+        ) from None
     if not isinstance(data, CommentedMap):
         raise IssueError(
             Problem(
@@ -424,11 +534,17 @@ def read_issue(path: Path) -> Located:
                 code="too_many_values",
             )
         ) from None
+    plain = _plain(data)
+    problems = (
+        _invisible_characters(path, text, clean) if raw_invisible or _has_invisible(plain) else []
+    )
     located = Located(issue=None, path=path, positions=positions)  # type: ignore[arg-type]
     try:
-        located.issue = Issue.model_validate(_plain(data))
+        located.issue = Issue.model_validate(plain)
     except ValidationError as exc:
-        raise IssueError(_problems_from_validation(exc, located)) from None
+        problems += _problems_from_validation(exc, located)
+    if problems:
+        raise IssueError(problems)
     return located
 
 

@@ -1,17 +1,22 @@
 """Markdown (intro, summaries, closing) to email HTML and to plain text.
 
 Raw HTML is disabled: staff text is never live markup, so `<script>` or
-`<b onclick=…>` written in YAML comes out escaped.  markdown-it's link
-validation also drops `javascript:` links.  The text rendering walks the same
-tokens so both parts say the same thing; links go on their own lines after
-the paragraph that cites them (``text [1]`` … ``[1] https://…``), so that no
-mail client wraps or breaks a URL.
+`<b onclick=…>` written in YAML comes out escaped.  Link validation (markdown-it's
+hook, made stricter by :func:`refused_link`) leaves a `javascript:`, `data:`,
+`vbscript:` or `file:` address, however disguised, and a protocol-relative
+`//host` address as plain text; `check` names each one (:func:`parse_all_links`).
+The text rendering walks the same tokens so both parts say the same thing;
+links go on their own lines after the paragraph that cites them
+(``text [1]`` … ``[1] https://…``), so that no mail client wraps or breaks a URL.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import textwrap
 from functools import lru_cache
+from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -19,13 +24,69 @@ from markdown_it.token import Token
 WIDTH = 72
 
 
-@lru_cache(maxsize=1)
-def _md() -> MarkdownIt:
+_REFUSED_SCHEMES = {"javascript", "vbscript", "data", "file"}
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):")
+# Browsers skip these anywhere in an address (tabs, line breaks) or around it (controls, spaces).
+_SKIPPED = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+
+
+def refused_link(url: str) -> str | None:
+    """Why `url` may not be a link in an email: "protocol-relative", a scheme, or None.
+
+    markdown-it's own check refuses `javascript:`, `vbscript:`, `file:` and most `data:`
+    addresses as written.  This one first decodes entities and %-escapes until the address
+    stops changing and drops what browsers skip (tabs, line breaks, leading controls and
+    spaces), so disguised forms such as `java<tab>script:`, `jav%09ascript:` or
+    `&#106;avascript:` are refused wherever they hide, and so is `data:image/…`.  An address
+    starting with // takes its scheme from the page around it, which an email does not have.
+    """
+    probe = url
+    for _ in range(5):
+        decoded = unquote(html.unescape(probe))
+        if decoded == probe:
+            break
+        probe = decoded
+    probe = _SKIPPED.sub("", probe).lower()
+    if probe.startswith(("//", "\\\\", "/\\", "\\/")):
+        return "protocol-relative"
+    scheme = _SCHEME.match(probe)
+    if scheme and scheme.group(1) in _REFUSED_SCHEMES:
+        return scheme.group(1)
+    return None
+
+
+class _EmailMarkdown(MarkdownIt):
+    def validateLink(self, url: str) -> bool:  # noqa: N802 (markdown-it's hook)
+        return refused_link(url) is None
+
+
+class _AllLinks(MarkdownIt):
+    def validateLink(self, url: str) -> bool:  # noqa: N802 (markdown-it's hook)
+        return True
+
+
+def _configure(md: MarkdownIt) -> MarkdownIt:
     # No code blocks: staff never mean one, and an accidentally indented line would become
     # a <pre> wider than a phone screen.
-    return MarkdownIt("commonmark", {"html": False, "typographer": False}).disable(
-        ["code", "fence"]
-    )
+    return md.disable(["code", "fence"])
+
+
+@lru_cache(maxsize=1)
+def _md() -> MarkdownIt:
+    return _configure(_EmailMarkdown("commonmark", {"html": False, "typographer": False}))
+
+
+@lru_cache(maxsize=1)
+def _md_all_links() -> MarkdownIt:
+    return _configure(_AllLinks("commonmark", {"html": False, "typographer": False}))
+
+
+def parse_all_links(source: str) -> list[Token]:
+    """Tokens as the email's parser sees them, except that refused links stay links.
+
+    `check` walks these to name every link that the email shows as plain text instead.
+    """
+    return list(_md_all_links().parse(source))
 
 
 def to_html(source: str) -> str:
