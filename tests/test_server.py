@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -68,6 +68,79 @@ def running(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+class Served:
+    """`newsletter serve` started as a user starts it, with its log (stderr) collected."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.port = 0
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr or ():
+            self._lines.put(line)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self, wait_for: str | None = None, timeout: float = 20) -> str:
+        """Everything logged so far; with ``wait_for``, first wait for a line holding it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while not self._lines.empty():
+                self.seen.append(self._lines.get())
+            text = "".join(self.seen)
+            if wait_for is None or wait_for in text:
+                return text
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"the server never logged {wait_for!r}; it logged:\n{text}")
+            with suppress(queue.Empty):
+                self.seen.append(self._lines.get(timeout=min(left, 0.5)))
+
+    def stop(self) -> str:
+        """Ctrl+C, as a user stops it; returns the whole log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self._reader.join(5)
+        return self.log()
+
+
+@contextmanager
+def serve_cli(workspace: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Run `python -m newsletter serve --port 0` in ``workspace``; yield once it listens."""
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))},
+        **TEST_ENV,
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "serve", "--port", "0"],
+        cwd=workspace,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = Served(proc)
+    try:
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/", served.log("on http://127.0.0.1:"))
+        assert found is not None
+        served.port = int(found.group(1))
+        yield served
+    finally:
+        served.stop()
 
 
 def keypair() -> tuple[ec.EllipticCurvePrivateKey, str]:
@@ -780,44 +853,13 @@ def test_log_lines_never_carry_a_token(base_url: str, caplog: pytest.LogCaptureF
 
 
 def test_serve_on_port_0_prints_the_port_it_got(workspace: Path) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))},
-        **TEST_ENV,
-        "COLUMNS": "60",  # narrower than the line: it must still come out whole
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", "0"],
-        cwd=workspace,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(
-        target=lambda: [lines.put(line) for line in proc.stderr or ()], daemon=True
-    )
-    reader.start()
-    seen: list[str] = []
     secret = token("ana.lopez@example.org")  # SECRET is TEST_ENV's
-    try:
-        found = None
-        while found is None:
-            try:
-                seen.append(lines.get(timeout=20))
-            except queue.Empty:
-                pytest.fail(f"serve printed no address: {seen}")
-            found = re.search(r"on http://127\.0\.0\.1:(\d+)/", seen[-1])
-        port = int(found.group(1))
+    # COLUMNS narrower than the line: it must still come out whole.
+    with serve_cli(workspace, {"COLUMNS": "60"}) as served:
+        port = served.port
         assert port not in (0, 8000)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz")  # listening before the line
         assert health.json() == {"status": "ok", "webhook_key": False}
         assert httpx.put(f"http://127.0.0.1:{port}/u/{secret}").status_code == 405
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
-        reader.join(5)
-    while not lines.empty():
-        seen.append(lines.get())
-    err = "".join(seen)
+    err = served.log()
     assert "PUT /u/<token>: 405" in err and secret not in err

@@ -58,9 +58,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the one-click unsubscribe pages, the SendGrid event webhook and the archive."""
-    import uvicorn
-
-    from ..server import TokenMask, create_app
+    from ..server import TokenMask, create_app, serve_forever
 
     ws = state.workspace()
     cfg = ws.config.server
@@ -99,16 +97,7 @@ def serve(
         markup=False,
         soft_wrap=True,
     )
-    config = uvicorn.Config(
-        application,
-        host=host,
-        port=bound,
-        access_log=False,
-        server_header=False,
-        log_level="info",
-        log_config=None,  # uvicorn's records go to our handler (and its mask)
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    serve_forever(application, sock, cfg)  # deadlines, connection cap: see server.py
 
 
 def _percent(value: float | None) -> str:
