@@ -74,9 +74,12 @@ def _child(mode: str, root: str, url: str, recipients: int) -> None:
     rss_before = _vm_hwm_mb()
     gc.freeze()  # as `newsletter send` does before sending
     if mode == "engine":
+        from newsletter.engine import SendEngine
         from newsletter.esp.sendgrid import SendGridBackend
         from newsletter.ledger import Ledger
-        from newsletter.send import Personalizer, RetryPolicy, SendEngine, issue_content
+        from newsletter.personalize import Personalizer
+        from newsletter.retry import RetryPolicy
+        from newsletter.send import issue_content
         from newsletter.subscribers import Subscriber
 
         cfg = ws.config.send
@@ -112,7 +115,8 @@ def _child(mode: str, root: str, url: str, recipients: int) -> None:
         cpu = time.process_time() - cpu_started
         sent = report.recipients_sent
     else:
-        from newsletter.send import SendOptions, SendSession
+        from newsletter.plan import SendOptions
+        from newsletter.send import SendSession
 
         session = SendSession(ws, built, SendOptions(lists=["bench"], backend="sendgrid"))
         started, cpu_started = time.perf_counter(), time.process_time()

@@ -14,7 +14,7 @@ from newsletter.esp.base import Batch, IssueContent
 from newsletter.esp.outbox import OutboxBackend
 from newsletter.esp.sendgrid import SendGridBackend
 from newsletter.ledger import DONE, Ledger
-from newsletter.send import DEV_SECRET, Personalizer
+from newsletter.personalize import DEV_SECRET, Personalizer
 from stub_sendgrid import StubSendGrid
 from test_send import SECRET, FakeBuilt, _Sub, run, set_send_config, write_list
 

@@ -16,7 +16,7 @@ from newsletter.config import Workspace
 from newsletter.errors import ProviderRejected
 from newsletter.esp.base import MAX_BATCH, Batch, IssueContent
 from newsletter.esp.sendgrid import SendGridBackend, build_payload
-from newsletter.send import Personalizer
+from newsletter.personalize import Personalizer
 from prism import prism
 from test_send import SECRET, _Sub
 

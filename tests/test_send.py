@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import TEST_ENV
+from fakeclock import FakeClock
 from newsletter import message, tokens
 from newsletter.config import Workspace
 from newsletter.errors import ConfigError, LedgerError
@@ -33,16 +34,11 @@ from newsletter.ledger import (
     SCHEDULED,
     Ledger,
 )
-from newsletter.send import (
-    DEV_SECRET,
-    Pacer,
-    Personalizer,
-    SendOptions,
-    SendSession,
-    cancel_send,
-    parse_send_at,
-    row_of,
-)
+from newsletter.personalize import DEV_SECRET, Personalizer, row_of
+from newsletter.plan import SendOptions
+from newsletter.retry import Pacer
+from newsletter.schedule import cancel_send, parse_send_at
+from newsletter.send import SendSession
 from stub_sendgrid import StubSendGrid, hang, ok, status
 
 SECRET = TEST_ENV["NEWSLETTER_SECRET"]
@@ -327,21 +323,15 @@ def test_retry_after_reads_reset_then_retry_after() -> None:
 
 
 def test_pacer_spaces_requests() -> None:
-    now = [100.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    pacer = Pacer(4.0, sleep, lambda: now[0])
+    clock = FakeClock()
+    pacer = Pacer(4.0, clock)
     pacer.wait()
     pacer.wait()
-    now[0] += 0.1  # the request took 0.1 s
+    clock.advance(0.1)  # the request took 0.1 s
     pacer.wait()
-    now[0] += 0.3  # slower than the rate: no wait
+    clock.advance(0.3)  # slower than the rate: no wait
     pacer.wait()
-    assert slept == pytest.approx([0.25, 0.15])
+    assert clock.slept == pytest.approx([0.25, 0.15])
 
 
 # --------------------------------------------------------------------------- sending

@@ -27,6 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from ..engine import StopReason
 from ..errors import NewsletterError
 from ..ledger import CANCELLED, DONE, FAILED, PAUSED, SCHEDULED, Ledger, SendSummary
 from . import app, console, err_console, state
@@ -247,7 +248,7 @@ def _report(report: Any, session: Any) -> int:
             f"  {report.recipients_sent:,} recipients sent in this run; continue with: {resume}",
             err=True,
         )
-        return 130 if report.message == "paused by the user" else 1
+        return 130 if report.stop is StopReason.BY_USER else 1
     if report.state == FAILED and isinstance(report.error, NewsletterError):
         _say(
             f"send #{report.send_id} stopped after {report.recipients_sent:,} recipients "
@@ -321,12 +322,9 @@ def send(
 ) -> None:
     """Send an issue to subscriber lists: plan, confirm, then batches of up to 1,000."""
     from ..build import build_issue
-    from ..send import (
-        SendOptions,
-        SendSession,
-        parse_send_at,
-        validate_test_addresses,
-    )
+    from ..plan import SendOptions
+    from ..schedule import parse_send_at
+    from ..send import SendSession, validate_test_addresses
 
     if resend_unknown and skip_unknown:
         raise typer.BadParameter("choose one of --resend-unknown and --skip-unknown")
@@ -356,7 +354,7 @@ def send(
 
 
 def _run_session(session: Any, ws: Any, options: Any, *, yes: bool) -> int:
-    from ..send import DEV_SECRET_WARNING
+    from ..personalize import DEV_SECRET_WARNING
 
     if session.dev_key:
         _say(DEV_SECRET_WARNING, err=True)
@@ -505,7 +503,7 @@ def cancel(
 ) -> None:
     """Cancel a scheduled send of an issue (or abandon an unfinished one)."""
     from ..issue import issue_id_of
-    from ..send import cancel_send
+    from ..schedule import cancel_send
 
     ws = state.workspace()
     with Ledger(ws.state_db) as ledger:

@@ -119,7 +119,8 @@ class Prepared:
 class Backend(ABC):
     """Posts batches of one issue; may schedule and cancel a send for later."""
 
-    name: str = "backend"
+    name: str = "backend"  # as the user names it (--backend, the ledger)
+    label: str = "the provider"  # as messages name it: "SendGrid may or may not have it"
 
     @abstractmethod
     def describe(self) -> str:

@@ -36,6 +36,7 @@ class OutboxBackend(Backend):
     """Writes what would be sent under ``root/<issue>/``."""
 
     name = "outbox"
+    label = "the outbox"
 
     def __init__(self, root: Path, settings: Send, *, write_eml: bool = True) -> None:
         self.root = root

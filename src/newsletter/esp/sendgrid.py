@@ -306,6 +306,7 @@ class SendGridBackend(Backend):
     """Posts batches through ``sendgrid.SendGridAPIClient`` (any host: tests use 127.0.0.1)."""
 
     name = "sendgrid"
+    label = "SendGrid"
 
     def __init__(self, api_key: str, settings: Send, *, host: str | None = None) -> None:
         from sendgrid import SendGridAPIClient
