@@ -1,7 +1,9 @@
 # The two set-up commands of the README:
 #   make sample   install, build the sample issue, dry-send it to subscribers/sample.csv (outbox)
 #   make test     install everything the tests need, then run the whole test suite
-.PHONY: sample test lint bench golden
+# Both install the exact versions in requirements.lock / requirements-dev.lock;
+#   make lock     refreshes those files (make lock PACKAGES="ruff mypy" moves only these)
+.PHONY: sample test lint bench golden lock
 
 sample:
 	@scripts/setup
@@ -27,3 +29,6 @@ bench:
 
 golden:
 	NEWSLETTER_REFRESH_GOLDEN=1 .venv/bin/pytest -q tests/test_golden.py
+
+lock:
+	scripts/lock $(PACKAGES)

@@ -38,7 +38,10 @@ from newsletter.build import build_issue  # noqa: E402
 from newsletter.config import Workspace  # noqa: E402
 from newsletter.render import Renderer  # noqa: E402
 
-ISSUE = REPO / "issues" / "2019-09.yaml"
+# The pristine sample the tests use, copied to a temporary workspace: the repository's own
+# issues/ and newsletter.toml are the user's and may have changed.
+SAMPLE = REPO / "tests" / "fixtures" / "workspace"
+ISSUE = "issues/2019-09.yaml"
 CLI = REPO / ".venv" / "bin" / "newsletter"
 NODE_DIR = Path("/tmp/newsletter-bench-node")
 STEPS = ("read", "render", "compile", "inline", "text", "check", "total")
@@ -63,11 +66,17 @@ def median_time(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-def in_process(runs: int) -> float:
-    ws = Workspace(REPO)
+def make_workspace(root: Path) -> Path:
+    shutil.copytree(SAMPLE, root)
+    shutil.copytree(REPO / "templates", root / "templates")
+    return root
+
+
+def in_process(root: Path, runs: int) -> float:
+    ws = Workspace(root)
     t0 = time.perf_counter()
     renderer = Renderer(ws)
-    cold = build_issue(ws, ISSUE, renderer=renderer)
+    cold = build_issue(ws, root / ISSUE, renderer=renderer)
     cold_wall = time.perf_counter() - t0
     print(
         f"in-process, cold first build: {ms(cold_wall)}  "
@@ -75,10 +84,10 @@ def in_process(runs: int) -> float:
     )
 
     for _ in range(3):  # the text template and caches fill on the first builds
-        build_issue(ws, ISSUE, renderer=renderer)
+        build_issue(ws, root / ISSUE, renderer=renderer)
     samples: dict[str, list[float]] = {k: [] for k in STEPS}
     for _ in range(runs):
-        built = build_issue(ws, ISSUE, renderer=renderer)
+        built = build_issue(ws, root / ISSUE, renderer=renderer)
         for k in STEPS:
             samples[k].append(built.timings.get(k, 0.0))
     median_total = statistics.median(samples["total"])
@@ -105,13 +114,13 @@ def _env(bytecode_cache: bool) -> dict[str, str]:
     return env
 
 
-def whole_process(runs: int) -> float:
+def whole_process(root: Path, runs: int) -> float:
     if not CLI.is_file():
         print(f"whole process: skipped, {CLI} not found (run scripts/setup)")
         return float("nan")
     result = float("nan")
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
-        cmd = [str(CLI), "build", str(ISSUE.relative_to(REPO)), "-o", tmp]
+        cmd = [str(CLI), "build", ISSUE, "-o", tmp]
         cases = [(True, "with bytecode cache")]
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
             cases.append((False, "PYTHONDONTWRITEBYTECODE=1 as set here"))
@@ -119,7 +128,7 @@ def whole_process(runs: int) -> float:
             env = _env(cache)
 
             def run(env: dict[str, str] = env) -> None:
-                subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=env)
+                subprocess.run(cmd, cwd=root, check=True, capture_output=True, env=env)
 
             run()  # warm the disk cache and the bytecode cache
             median, best = median_time(run, runs)
@@ -133,7 +142,7 @@ def whole_process(runs: int) -> float:
     return result
 
 
-def import_profile(threshold_ms: float = 8.0) -> None:
+def import_profile(root: Path, threshold_ms: float = 8.0) -> None:
     """Where a `newsletter build` process spends its import time (python -X importtime)."""
     with tempfile.TemporaryDirectory(prefix="bench-imports-") as tmp:
         proc = subprocess.run(
@@ -144,11 +153,11 @@ def import_profile(threshold_ms: float = 8.0) -> None:
                 "-m",
                 "newsletter",
                 "build",
-                str(ISSUE.relative_to(REPO)),
+                ISSUE,
                 "-o",
                 tmp,
             ],
-            cwd=REPO,
+            cwd=root,
             capture_output=True,
             text=True,
             env=_env(True),
@@ -202,14 +211,14 @@ def _node_tools() -> tuple[Path, Path] | str:
     return mjml, juice
 
 
-def official_mjml(runs: int, ours_process: float, ours_in_process: float) -> None:
+def official_mjml(root: Path, runs: int, ours_process: float, ours_in_process: float) -> None:
     tools = _node_tools()
     if isinstance(tools, str):
         print(f"official mjml CLI + juice: skipped ({tools})")
         return
     mjml, juice = tools
-    ws = Workspace(REPO)
-    built = build_issue(ws, ISSUE)
+    ws = Workspace(root)
+    built = build_issue(ws, root / ISSUE)
     env = {**os.environ, "NODE_NO_WARNINGS": "1"}
     with tempfile.TemporaryDirectory(prefix="bench-mjml-") as tmp:
         src = Path(tmp) / "email.mjml"
@@ -257,17 +266,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(
-        f"sample: {ISSUE.relative_to(REPO)}; python {sys.version.split()[0]}; "
+        f"sample: {SAMPLE.relative_to(REPO) / ISSUE}; python {sys.version.split()[0]}; "
         f"{os.cpu_count()} CPU(s)"
     )
-    warm = in_process(args.runs)
-    process = whole_process(args.process_runs)
-    if args.imports:
-        import_profile()
-    if args.no_node:
-        print("official mjml CLI + juice: skipped (--no-node)")
-    else:
-        official_mjml(max(3, args.process_runs // 2), process, warm)
+    with tempfile.TemporaryDirectory(prefix="bench-build-ws-") as tmp:
+        root = make_workspace(Path(tmp) / "ws")
+        warm = in_process(root, args.runs)
+        process = whole_process(root, args.process_runs)
+        if args.imports:
+            import_profile(root)
+        if args.no_node:
+            print("official mjml CLI + juice: skipped (--no-node)")
+        else:
+            official_mjml(root, max(3, args.process_runs // 2), process, warm)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "tests" / "fixtures" / "workspace"  # the pristine sample the tests use
 BATCH = 1000
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -108,9 +109,8 @@ def run(batches: int, clients: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
     ws = tmp / "ws"
     ws.mkdir()
-    shutil.copy(REPO / "newsletter.toml", ws / "newsletter.toml")
+    shutil.copytree(SAMPLE, ws, dirs_exist_ok=True)  # not the user's own subscribers/
     shutil.copytree(REPO / "templates", ws / "templates")
-    shutil.copytree(REPO / "subscribers", ws / "subscribers")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))}
     env.update(

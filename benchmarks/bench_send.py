@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "stub_sendgrid.py"
+SAMPLE = REPO / "tests" / "fixtures" / "workspace"
 TARGET_RATE = 50_000
 TARGET_PEAK_MB = 200
 SECRET = "bench-secret-key-0123456789abcdef"
@@ -45,12 +46,10 @@ def _vm_hwm_mb() -> float:
 
 
 def _make_workspace(root: Path, recipients: int) -> None:
-    for name in ("newsletter.toml", "templates", "issues"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name)
-        else:
-            shutil.copy(src, root / name)
+    # The pristine sample the tests use (not the user's own issues/), and templates/ (code).
+    shutil.copy(SAMPLE / "newsletter.toml", root / "newsletter.toml")
+    shutil.copytree(SAMPLE / "issues", root / "issues")
+    shutil.copytree(REPO / "templates", root / "templates")
     subs = root / "subscribers"
     subs.mkdir()
     with (subs / "bench.csv").open("w", encoding="utf-8") as f:

@@ -1,7 +1,10 @@
-"""Shared fixtures: a throw-away copy of the repository's workspace, and the real CLI.
+"""Shared fixtures: a throw-away copy of the sample workspace, and the real CLI.
 
-Tests never touch the repository's own `issues/`, `subscribers/` or `.newsletter/`:
-they work on a copy in a temporary folder, exactly as a user's checkout looks.
+The repository's own `newsletter.toml`, `issues/`, `subscribers/`, `build/`, `outbox/` and
+`.newsletter/` are the user's: they change when someone edits the sample, unsubscribes through
+`newsletter serve` or sends. Tests neither read nor write them. Their workspace is a copy of the
+pristine sample kept in tests/fixtures/workspace/ (newsletter.toml, issues/2019-09.yaml,
+subscribers/sample.csv and suppressions.csv) plus the repository's templates/, which are code.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# The sample workspace as the tests expect it; only a test-data change edits it.
+SAMPLE = Path(__file__).resolve().parent / "fixtures" / "workspace"
 SAMPLE_ISSUE = "issues/2019-09.yaml"
 
 # Secrets a test may need; never real ones.
@@ -39,17 +44,23 @@ def _no_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def make_workspace(ws: Path) -> Path:
+    """Lay out a fresh sample workspace at `ws` (created if missing) and return it."""
+    shutil.copytree(SAMPLE, ws, dirs_exist_ok=True)
+    shutil.copytree(REPO / "templates", ws / "templates")
+    return ws
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """A fresh workspace: newsletter.toml, templates/, issues/2019-09.yaml, subscribers/*.csv."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    shutil.copy(REPO / "newsletter.toml", ws / "newsletter.toml")
-    shutil.copytree(REPO / "templates", ws / "templates")
-    (ws / "issues").mkdir()
-    shutil.copy(REPO / SAMPLE_ISSUE, ws / SAMPLE_ISSUE)
-    shutil.copytree(REPO / "subscribers", ws / "subscribers")
-    return ws
+    return make_workspace(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def sample_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One sample workspace for the whole run, for tests that only read it (never write here)."""
+    return make_workspace(tmp_path_factory.mktemp("sample") / "ws")
 
 
 @dataclass

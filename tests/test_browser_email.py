@@ -13,7 +13,6 @@ Screenshots for review are written to <workspace>/build/2019-09/screenshots/.
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 import zlib
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from browser import browser, offline_page
-from conftest import REPO, SAMPLE_ISSUE, run_cli
+from conftest import SAMPLE_ISSUE, make_workspace, run_cli
 from newsletter.issue import read_issue
 from test_preview import ISSUE, edit, running_preview
 
@@ -81,12 +80,7 @@ def new_page(b: Any, viewport: dict[str, int], *, dark: bool = False) -> Any:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One workspace for the module, built once with the real `newsletter build`."""
-    ws = tmp_path_factory.mktemp("browser") / "ws"
-    ws.mkdir()
-    shutil.copy(REPO / "newsletter.toml", ws / "newsletter.toml")
-    shutil.copytree(REPO / "templates", ws / "templates")
-    (ws / "issues").mkdir()
-    shutil.copy(REPO / SAMPLE_ISSUE, ws / SAMPLE_ISSUE)
+    ws = make_workspace(tmp_path_factory.mktemp("browser") / "ws")
     r = run_cli("build", SAMPLE_ISSUE, cwd=ws)
     assert r.code == 0, r.err
     (ws / "build" / ISSUE_ID / "screenshots").mkdir()

@@ -22,8 +22,6 @@ from test_send import SECRET, _Sub
 
 pytestmark = pytest.mark.prism
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def mock_url() -> Iterator[str]:
@@ -32,8 +30,8 @@ def mock_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def settings():  # type: ignore[no-untyped-def]
-    return Workspace(REPO).config.send.model_copy(
+def settings(sample_workspace: Path):  # type: ignore[no-untyped-def]
+    return Workspace(sample_workspace).config.send.model_copy(
         update={
             "asm_group_id": 1234,
             "asm_groups_to_display": [1234, 5678],

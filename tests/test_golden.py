@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SAMPLE_ISSUE
+from conftest import SAMPLE_ISSUE
 from newsletter.build import compose
 from newsletter.config import Workspace
 
@@ -20,8 +20,8 @@ REFRESH = os.environ.get("NEWSLETTER_REFRESH_GOLDEN") == "1"
 
 
 @pytest.mark.parametrize("name", ["email.html", "email.txt", "web.html"])
-def test_sample_matches_golden(name: str) -> None:
-    built = compose(Workspace(REPO), REPO / SAMPLE_ISSUE)
+def test_sample_matches_golden(name: str, sample_workspace: Path) -> None:
+    built = compose(Workspace(sample_workspace), sample_workspace / SAMPLE_ISSUE)
     actual = {"email.html": built.html, "email.txt": built.text, "web.html": built.web_html}[name]
     path = GOLDEN / name
     if REFRESH:

@@ -24,11 +24,9 @@ COMMENTS = re.compile(r"<!--.*?-->", re.S)
 
 
 @pytest.fixture(scope="module")
-def mjml_html(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from conftest import REPO
-
-    ws = Workspace(REPO)
-    located = read_issue(REPO / "issues" / "2019-09.yaml")
+def mjml_html(sample_workspace: Path) -> str:
+    ws = Workspace(sample_workspace)
+    located = read_issue(sample_workspace / "issues" / "2019-09.yaml")
     return compile_mjml(Renderer(ws).mjml(located))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SAMPLE_ISSUE
+from conftest import SAMPLE, SAMPLE_ISSUE, SHARED
 from newsletter.errors import IssueError
 from newsletter.issue import json_schema, read_issue
 
@@ -38,12 +38,10 @@ def problems(path: Path) -> list[str]:
 
 
 def test_sample_issue_has_all_eight_articles_from_the_digest() -> None:
-    located = read_issue(REPO / SAMPLE_ISSUE)
+    located = read_issue(SAMPLE / SAMPLE_ISSUE)
     issue = located.issue
     assert len(issue.articles) == 8
-    source = (REPO.parent / "shared" / "examples" / "regional-digest-2019-09.txt").read_text(
-        "utf-8"
-    )
+    source = (SHARED / "examples" / "regional-digest-2019-09.txt").read_text("utf-8")
     for article in issue.articles:
         assert article.title in source  # titles verbatim
         assert article.url.host and article.url.host.endswith("example.org")
