@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger as ledger_module
-from newsletter.errors import LedgerError
+from newsletter import state as state_db
+from newsletter.errors import LedgerError, StateDatabaseError
 from newsletter.ledger import (
     B_CANCELLED,
     B_FAILED,
@@ -257,7 +257,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("PRAGMA user_version=99")
     db.close()
-    with pytest.raises(LedgerError, match="newer version"):
+    with pytest.raises(StateDatabaseError, match="newer version"):
         Ledger(path)
 
 
@@ -342,7 +342,7 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     db = sqlite3.connect(path)
     db.executescript(
-        ledger_module._SCHEMA.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", "").replace(
+        state_db._LEDGER.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", "").replace(
             ",\n    audience TEXT", ""
         )
     )
@@ -362,7 +362,9 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     db.commit()
     db.close()
     with Ledger(path) as ledger:
-        assert ledger._db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert ledger._db.execute("PRAGMA user_version").fetchone()[0] == state_db.SCHEMA_VERSION
+        tables = {r[0] for r in ledger._db.execute("SELECT name FROM sqlite_master")}
+        assert {"audience", "esp_events", "pending_suppressions", "suppressions"} <= tables
         [s] = ledger.sends("2019-09")
         assert (s.recipients_failed, s.recipients_dropped) == (1, 0)
         assert ledger.already_batched("2019-09", "a@example.org", backend="sendgrid")

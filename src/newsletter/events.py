@@ -26,10 +26,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from . import state
+from .clock import utc_now_iso
 from .errors import StateDatabaseError
 
 # Normalised event kinds.  "bounced" is a permanent bounce; "blocked" a temporary
@@ -51,39 +51,6 @@ KINDS = (
     "other",
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS esp_events (
-    event_id    TEXT PRIMARY KEY,
-    provider    TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    email       TEXT NOT NULL,
-    at          INTEGER NOT NULL,
-    issue_id    TEXT,
-    list_name   TEXT,
-    send_id     TEXT,
-    batch_id    TEXT,
-    url         TEXT,
-    reason      TEXT,
-    machine     INTEGER NOT NULL DEFAULT 0,
-    raw         TEXT NOT NULL,
-    received_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS esp_events_issue ON esp_events (issue_id, kind);
-CREATE INDEX IF NOT EXISTS esp_events_email ON esp_events (email, at);
-CREATE TABLE IF NOT EXISTS pending_suppressions (
-    key         TEXT PRIMARY KEY,
-    email       TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    received_at TEXT NOT NULL
-);  -- a rowid table: merged in arrival order
-CREATE TABLE IF NOT EXISTS loop_state (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-"""
 
 _COLUMNS = (
     "event_id, provider, kind, email, at, issue_id, list_name, send_id, batch_id,"
@@ -142,10 +109,6 @@ class EventRow:
     machine: bool
 
 
-def utc_now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
 class EventStore:
     """The events tables in ``ws.state_db``; safe to share between threads.
 
@@ -163,8 +126,7 @@ class EventStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                conn = state.connect(self.path)
-                conn.executescript(SCHEMA)
+                conn = state.open_db(self.path)
             except StateDatabaseError as exc:
                 raise EventStoreError(
                     f"{self.path}: cannot open the state database: {exc.message}",

@@ -44,292 +44,47 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any
 
 from . import state
+from .batches import BatchRecords
 from .errors import LedgerError
-from .subscribers import email_key
-
-SCHEMA_VERSION = 3  # 2: recipients.dropped, batches.dropped; 3: sends.audience, audience
-AUDIENCE_ID_BITS = 32  # audience rowid = send id << 32 | position: a send's audience is one range
-ROWS_PER_BATCH_ID = 4096  # > the 1,000 recipients a batch may hold
-
-# Send states.
-PLANNED = "planned"
-SENDING = "sending"
-PAUSED = "paused"
-FAILED = "failed"
-DONE = "done"
-SCHEDULED = "scheduled"
-CANCELLED = "cancelled"
-
-TRANSITIONS: dict[str, frozenset[str]] = {
-    PLANNED: frozenset({SENDING, FAILED, CANCELLED}),
-    SENDING: frozenset({PAUSED, FAILED, DONE, SCHEDULED}),
-    PAUSED: frozenset({SENDING, CANCELLED}),
-    FAILED: frozenset({SENDING, CANCELLED}),
-    SCHEDULED: frozenset({CANCELLED}),
-    DONE: frozenset(),
-    CANCELLED: frozenset(),
-}
-UNFINISHED = frozenset({PLANNED, SENDING, PAUSED, FAILED})
-
-# Batch states.
-B_READY = "ready"  # recipients committed; no request of it is out (not yet, or a retry waits)
-B_POSTING = "posting"  # its request is leaving or in flight
-B_SENT = "sent"  # the provider answered 2xx
-B_FAILED = "failed"  # every attempt got a definite "no" and the send stopped: post again
-B_UNKNOWN = "unknown"  # an attempt left and got no answer: may have been accepted
-B_SKIPPED = "skipped"  # unknown and the user chose not to resend; or emptied by unsubscribes
-B_CANCELLED = "cancelled"  # will not be delivered: cancelled at SendGrid, or abandoned unposted
-
-# recipients.dropped: why a person is no longer in their batch.
-R_IN = 0  # in the batch
-R_DROPPED = 1  # unsubscribed before any attempt that could have reached them
-R_DROPPED_MAYBE = 2  # unsubscribed before a resend; an earlier attempt may have reached them
-
-# Batch states whose recipients may have received the issue.
-_MAY_HAVE = (B_SENT, B_POSTING, B_UNKNOWN, B_SKIPPED)
-# Batch states that provably never reached the provider: a resume posts them without asking.
-_NOT_LEFT = (B_READY, B_FAILED)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sends (
-    id INTEGER PRIMARY KEY,
-    issue_id TEXT NOT NULL,
-    lists TEXT NOT NULL,
-    tags TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    state TEXT NOT NULL,
-    test INTEGER NOT NULL DEFAULT 0,
-    force_resend INTEGER NOT NULL DEFAULT 0,
-    subject TEXT NOT NULL DEFAULT '',
-    planned_recipients INTEGER NOT NULL DEFAULT 0,
-    send_at INTEGER,
-    schedule_id TEXT,
-    error TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    audience TEXT
-);
-CREATE INDEX IF NOT EXISTS sends_issue ON sends(issue_id);
-CREATE TABLE IF NOT EXISTS send_log (
-    send_id INTEGER NOT NULL REFERENCES sends(id),
-    at TEXT NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    note TEXT
-);
-CREATE TABLE IF NOT EXISTS batches (
-    id INTEGER PRIMARY KEY,
-    send_id INTEGER NOT NULL REFERENCES sends(id),
-    seq INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    recipients INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    ambiguous_attempts INTEGER NOT NULL DEFAULT 0,
-    resent INTEGER NOT NULL DEFAULT 0,
-    status INTEGER,
-    provider_id TEXT,
-    error TEXT,
-    created_at TEXT NOT NULL,
-    finished_at TEXT,
-    dropped INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (send_id, seq)
-);
--- rowid = batch id * ROWS_PER_BATCH_ID + position: a batch's recipients are one range
--- of the table (no second index to maintain on the hot path).
-CREATE TABLE IF NOT EXISTS recipients (
-    batch_id INTEGER NOT NULL REFERENCES batches(id),
-    send_id INTEGER NOT NULL,
-    issue_id TEXT,
-    email TEXT NOT NULL,
-    email_key TEXT NOT NULL,
-    name TEXT,
-    first_name TEXT,
-    language TEXT,
-    list_name TEXT NOT NULL,
-    dropped INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email_key);
--- Who a send is for, frozen when it is planned (rowid: see AUDIENCE_ID_BITS).
-CREATE TABLE IF NOT EXISTS audience (
-    send_id INTEGER NOT NULL,
-    email TEXT NOT NULL,
-    name TEXT,
-    first_name TEXT,
-    language TEXT,
-    list_name TEXT NOT NULL
-);
-"""
-
-# From one schema version to the next (the key is the version being left).
-_UPGRADES: dict[int, tuple[str, ...]] = {
-    1: (
-        "ALTER TABLE batches ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE recipients ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
-    ),
-    2: (
-        "ALTER TABLE sends ADD COLUMN audience TEXT",
-        "CREATE TABLE IF NOT EXISTS audience (send_id INTEGER NOT NULL, email TEXT NOT NULL,"
-        " name TEXT, first_name TEXT, language TEXT, list_name TEXT NOT NULL)",
-    ),
-}
+from .locks import SendLock
+from .records import (
+    AUDIENCE_ID_BITS,
+    B_CANCELLED,
+    B_FAILED,
+    B_POSTING,
+    B_READY,
+    B_SENT,
+    B_SKIPPED,
+    B_UNKNOWN,
+    CANCELLED,
+    DONE,
+    FAILED,
+    MAY_HAVE,
+    NOT_LEFT,
+    PAUSED,
+    PLANNED,
+    R_DROPPED,
+    R_DROPPED_MAYBE,
+    R_IN,
+    ROWS_PER_BATCH_ID,
+    SCHEDULED,
+    SENDING,
+    TRANSITIONS,
+    UNFINISHED,
+    Audience,
+    BatchInfo,
+    RecipientLike,
+    RecipientRow,
+    SendSummary,
+)
+from .records import now_iso as _now
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class RecipientLike(Protocol):
-    """What the ledger stores and a send needs of a recipient (subscribers.Subscriber and
-    RecipientRow both fit)."""
-
-    @property
-    def email(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def first_name(self) -> str | None: ...
-    @property
-    def language(self) -> str | None: ...
-    @property
-    def list_name(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientRow:
-    """What the ledger keeps of one recipient: enough to post their batch again identically."""
-
-    email: str
-    name: str | None
-    first_name: str | None
-    language: str | None
-    list_name: str
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    id: int
-    send_id: int
-    seq: int
-    state: str
-    recipients: int
-    attempts: int
-    ambiguous_attempts: int
-    resent: bool
-    status: int | None
-    provider_id: str | None
-    error: str | None
-    issue_id: str
-    lists: tuple[str, ...]
-    test: bool
-    created_at: str
-    finished_at: str | None
-
-
-@dataclass(frozen=True)
-class SendSummary:
-    id: int
-    issue_id: str
-    lists: tuple[str, ...]
-    tags: tuple[str, ...]
-    backend: str
-    state: str
-    test: bool
-    force_resend: bool
-    subject: str
-    planned_recipients: int
-    send_at: int | None
-    schedule_id: str | None
-    error: str | None
-    created_at: str
-    updated_at: str
-    batches: int
-    batches_sent: int
-    batches_failed: int
-    batches_ready: int  # formed, not posted (a crash came before their request left)
-    batches_unknown: int
-    batches_skipped: int
-    recipients_sent: int
-    recipients_failed: int
-    recipients_ready: int
-    recipients_unknown: int
-    recipients_skipped: int
-    recipients_dropped: int  # taken out of a batch before its repost: they unsubscribed
-    resent_batches: int
-    running: bool
-
-    @property
-    def recipients_batched(self) -> int:
-        return (
-            self.recipients_sent
-            + self.recipients_failed
-            + self.recipients_ready
-            + self.recipients_unknown
-            + self.recipients_skipped
-        )
-
-    @property
-    def pending(self) -> int:
-        """Recipients planned but not yet sent (an estimate: the lists may change meanwhile);
-        none once the send is over."""
-        if self.state in (DONE, SCHEDULED, CANCELLED):
-            return 0
-        return max(0, self.planned_recipients - self.recipients_sent - self.recipients_skipped)
-
-
-# A send's frozen audience: the people, and {list name: {"file", "sha256", "bytes"}}.
-Audience = tuple[Iterable[RecipientLike], dict[str, dict[str, Any]]]
-
-
-class SendLock:
-    """An OS lock that says "a process is sending this"; it vanishes when that process dies.
-
-    ``flock`` is released by the kernel on SIGKILL, so a crashed send never looks
-    alive.  On systems without ``fcntl`` the lock is a no-op (sends are never
-    detected as running from another process).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: IO[bytes] | None = None
-
-    def acquire(self) -> bool:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "ab")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            return False
-        self._fh = fh
-        return True
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-    def held_elsewhere(self) -> bool:
-        if self._fh is not None:
-            return False
-        if not self.path.exists():
-            return False
-        if self.acquire():
-            self.release()
-            return False
-        return True
-
-
-class Ledger:
+class Ledger(BatchRecords):
     """The state database; one instance per process, used from one thread."""
 
     def __init__(self, path: Path | str) -> None:
@@ -337,37 +92,12 @@ class Ledger:
         self._locks: dict[int, SendLock] = {}
         self._issue_locks: dict[str, SendLock] = {}
         # Every SQLite failure (busy, disk full, damaged) is a StateDatabaseError.
-        self._db = state.connect(path)
-        try:
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except BaseException:
-            self._db.close()
-            raise
+        # The schema is state.py's (it upgrades an older file as it opens it).
+        self._db = state.open_db(path)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys=ON")
 
     # -- plumbing ---------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"{self.path}: written by a newer version of newsletter (schema {version})",
-                hint="upgrade newsletter before sending from this workspace",
-            )
-        if version < SCHEMA_VERSION:
-            with self._tx():
-                # Again inside the write lock: another process may have just upgraded it.
-                version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-                if version == 0:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                else:
-                    for v in range(version, SCHEMA_VERSION):
-                        for statement in _UPGRADES[v]:
-                            self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -521,7 +251,7 @@ class Ledger:
                     schedule_cancelled = bool(row2["schedule_id"])
                 # Failed batches were never accepted; with the schedule called off at
                 # SendGrid, nothing of this send is delivered.
-                states = (*_NOT_LEFT, *_MAY_HAVE) if schedule_cancelled else _NOT_LEFT
+                states = (*NOT_LEFT, *MAY_HAVE) if schedule_cancelled else NOT_LEFT
                 marks = ",".join("?" for _ in states)
                 db.execute(
                     f"UPDATE batches SET state=? WHERE send_id=? AND state IN ({marks})",
@@ -638,54 +368,6 @@ class Ledger:
             and wanted.intersection(s.lists)
         ]
 
-    # -- the frozen audience ----------------------------------------------------------------
-
-    @staticmethod
-    def _freeze(db: sqlite3.Connection, send_id: int, audience: Audience) -> int:
-        """Record who the send is for, with what was read of each list file (its SHA-256
-        and size): from here on, edits to the lists neither add nor drop anyone."""
-        people, lists = audience
-        first = send_id << AUDIENCE_ID_BITS
-        cur = db.executemany(
-            "INSERT INTO audience (rowid, send_id, email, name, first_name, language,"
-            " list_name) VALUES (?,?,?,?,?,?,?)",
-            (
-                (first + i, send_id, r.email, r.name, r.first_name, r.language, r.list_name)
-                for i, r in enumerate(people, 1)
-            ),
-        )
-        count = int(cur.rowcount)
-        info = {"lists": lists, "recipients": count}
-        db.execute(
-            "UPDATE sends SET audience=? WHERE id=?", (json.dumps(info, sort_keys=True), send_id)
-        )
-        return count
-
-    def audience_info(self, send_id: int) -> dict[str, Any] | None:
-        """What :meth:`freeze_audience` recorded (None: a send older than frozen audiences)."""
-        row = self._db.execute("SELECT audience FROM sends WHERE id=?", (send_id,)).fetchone()
-        if row is None or not row[0]:
-            return None
-        info: dict[str, Any] = json.loads(row[0])
-        return info
-
-    def audience(self, send_id: int, chunk: int = 2000) -> Iterator[RecipientRow]:
-        """The frozen audience in list order, read a chunk at a time (never one open
-        cursor across the send's own writes)."""
-        last = send_id << AUDIENCE_ID_BITS
-        end = (send_id + 1) << AUDIENCE_ID_BITS
-        while True:
-            rows = self._db.execute(
-                "SELECT rowid, email, name, first_name, language, list_name FROM audience"
-                " WHERE rowid > ? AND rowid < ? ORDER BY rowid LIMIT ?",
-                (last, end, chunk),
-            ).fetchall()
-            if not rows:
-                return
-            last = int(rows[-1][0])
-            for r in rows:
-                yield RecipientRow(r[1], r[2], r[3], r[4], r[5])
-
     # -- running a send ---------------------------------------------------------------------
 
     def claim(self, send_id: int) -> None:
@@ -711,280 +393,34 @@ class Ledger:
         lock = self._lock_for(send_id)
         return bool(lock and lock.held_elsewhere())
 
-    def open_batch(
-        self, send_id: int, recipients: Sequence[RecipientLike], *, issue_id: str | None
-    ) -> BatchInfo:
-        """Record a new batch and its recipients as ``ready``, committed before any request.
 
-        ``issue_id`` is None for test sends, so their recipients never count as having
-        received the issue.
-        """
-        now = _now()
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM batches WHERE send_id=?", (send_id,)
-            ).fetchone()
-            seq = int(row[0])
-            cur = db.execute(
-                "INSERT INTO batches (send_id, seq, state, recipients, created_at)"
-                " VALUES (?,?,?,?,?)",
-                (send_id, seq, B_READY, len(recipients), now),
-            )
-            batch_id = int(cur.lastrowid or 0)
-            if len(recipients) > ROWS_PER_BATCH_ID:
-                raise LedgerError(f"a batch holds at most {ROWS_PER_BATCH_ID} recipients")
-            first = batch_id * ROWS_PER_BATCH_ID
-            db.executemany(
-                "INSERT INTO recipients (rowid, batch_id, send_id, issue_id, email, email_key,"
-                " name, first_name, language, list_name) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        first + i,
-                        batch_id,
-                        send_id,
-                        issue_id,
-                        r.email,
-                        email_key(r.email),
-                        r.name,
-                        r.first_name,
-                        r.language,
-                        r.list_name,
-                    )
-                    for i, r in enumerate(recipients)
-                ],
-            )
-        info = self.batch(batch_id)
-        assert info is not None
-        return info
-
-    def begin_repost(self, batch_id: int, *, resend_unknown: bool) -> None:
-        """Take up a batch to post again: a failed one becomes ``ready``; an unknown one
-        (by the user's choice) stays unknown, now marked ``resent``, until it leaves."""
-        with self._tx() as db:
-            row = db.execute("SELECT state FROM batches WHERE id=?", (batch_id,)).fetchone()
-            state = str(row["state"])
-            if state in _NOT_LEFT:
-                db.execute("UPDATE batches SET state=? WHERE id=?", (B_READY, batch_id))
-            elif state in (B_POSTING, B_UNKNOWN) and resend_unknown:
-                db.execute("UPDATE batches SET state=?, resent=1 WHERE id=?", (B_UNKNOWN, batch_id))
-            else:
-                raise LedgerError(f"batch #{batch_id} is {state}; it cannot be posted again")
-
-    def mark_posting(self, batch_id: int) -> None:
-        """Committed immediately before the batch's request starts to leave: from here
-        until its answer is recorded, a crash leaves the batch unknown."""
-        with self._tx() as db:
-            db.execute("UPDATE batches SET state=? WHERE id=?", (B_POSTING, batch_id))
-
-    def drop_recipients(
-        self, batch_id: int, emails: Iterable[str], *, maybe: bool | None = None
-    ) -> BatchInfo:
-        """Take people who unsubscribed out of a batch not yet accepted, before it is posted
-        again; a batch left empty becomes ``skipped``.  Returns the batch as it now is.
-
-        Their rows stay, marked :data:`R_DROPPED`, or :data:`R_DROPPED_MAYBE` when an
-        earlier attempt of the batch may have reached them (``maybe``; by default
-        judged from the batch: unknown or resent), and the batch's and the send's
-        counts shrink, so that sent + dropped adds up to what was batched.
-        """
-        keys = sorted({email_key(e) for e in emails})
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT state, resent, ambiguous_attempts, send_id FROM batches WHERE id=?",
-                (batch_id,),
-            ).fetchone()
-            if row is None:
-                raise LedgerError(f"no batch #{batch_id} in the ledger")
-            state = str(row["state"])
-            if state not in (*_NOT_LEFT, B_POSTING, B_UNKNOWN):
-                raise LedgerError(f"batch #{batch_id} is {state}; its recipients are final")
-            if maybe is None:
-                maybe = (
-                    state not in _NOT_LEFT or bool(row["resent"]) or row["ambiguous_attempts"] > 0
-                )
-            dropped = 0
-            first = batch_id * ROWS_PER_BATCH_ID
-            for i in range(0, len(keys), 500):  # SQLite's limit on parameters
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" for _ in chunk)
-                cur = db.execute(
-                    "UPDATE recipients SET dropped=? WHERE rowid BETWEEN ? AND ?"
-                    f" AND dropped=? AND email_key IN ({marks})",
-                    (
-                        R_DROPPED_MAYBE if maybe else R_DROPPED,
-                        first,
-                        first + ROWS_PER_BATCH_ID - 1,
-                        R_IN,
-                        *chunk,
-                    ),
-                )
-                dropped += int(cur.rowcount)
-            if dropped:
-                db.execute(
-                    "UPDATE batches SET recipients=recipients-?, dropped=dropped+? WHERE id=?",
-                    (dropped, dropped, batch_id),
-                )
-                db.execute(
-                    "UPDATE sends SET planned_recipients=MAX(0, planned_recipients-?),"
-                    " updated_at=? WHERE id=?",
-                    (dropped, _now(), row["send_id"]),
-                )
-                db.execute(
-                    "UPDATE batches SET state=?, finished_at=? WHERE id=? AND recipients=0",
-                    (B_SKIPPED, _now(), batch_id),
-                )
-        info = self.batch(batch_id)
-        assert info is not None
-        return info
-
-    def note_attempt(
-        self, batch_id: int, *, ambiguous: bool, status: int | None, error: str | None
-    ) -> None:
-        """Record one failed attempt.  A definite "not accepted" (``ambiguous`` False) puts
-        the batch back to ``ready`` while the send waits to retry, so a crash during the
-        wait leaves nothing in doubt; unless an earlier attempt may have reached the
-        provider, in which case it is ``unknown``.  An ambiguous attempt leaves it
-        ``posting`` (the send stops and :meth:`mark_unsent` records it as unknown)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE batches SET attempts=attempts+1,"
-                " ambiguous_attempts=ambiguous_attempts+?, status=?, error=?,"
-                " state=CASE WHEN ? THEN state"
-                " WHEN ambiguous_attempts>0 OR resent=1 THEN ? ELSE ? END WHERE id=?",
-                (int(ambiguous), status, error, int(ambiguous), B_UNKNOWN, B_READY, batch_id),
-            )
-
-    def mark_sent(self, batch_id: int, *, status: int, provider_id: str | None) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE batches SET state=?, attempts=attempts+1, status=?, provider_id=?,"
-                " error=NULL, finished_at=? WHERE id=?",
-                (B_SENT, status, provider_id, _now(), batch_id),
-            )
-
-    def mark_unsent(self, batch_id: int) -> None:
-        """The batch was not accepted: ``failed`` if every attempt got a definite answer,
-        ``unknown`` if any attempt may have reached the provider."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE batches SET state=CASE WHEN ambiguous_attempts>0 OR resent=1"
-                " THEN ? ELSE ? END, finished_at=? WHERE id=?",
-                (B_UNKNOWN, B_FAILED, _now(), batch_id),
-            )
-
-    def batches_to_repost(self, send_id: int, *, resend_unknown: bool) -> list[BatchInfo]:
-        states = [*_NOT_LEFT] + ([B_POSTING, B_UNKNOWN] if resend_unknown else [])
-        marks = ",".join("?" for _ in states)
-        rows = self._db.execute(
-            f"SELECT id FROM batches WHERE send_id=? AND state IN ({marks}) ORDER BY seq",
-            (send_id, *states),
-        ).fetchall()
-        return [b for b in (self.batch(int(r[0])) for r in rows) if b is not None]
-
-    def unknown_batches(self, send_id: int) -> list[BatchInfo]:
-        """Batches posted without an answer (meaningful only when the send is not running)."""
-        rows = self._db.execute(
-            "SELECT id FROM batches WHERE send_id=? AND state IN (?,?) ORDER BY seq",
-            (send_id, B_POSTING, B_UNKNOWN),
-        ).fetchall()
-        return [b for b in (self.batch(int(r[0])) for r in rows) if b is not None]
-
-    def skip_unknown(self, send_id: int) -> int:
-        """The user chose not to resend the unknown batches; returns how many were skipped."""
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE batches SET state=?, finished_at=? WHERE send_id=? AND state IN (?,?)",
-                (B_SKIPPED, _now(), send_id, B_POSTING, B_UNKNOWN),
-            )
-            return int(cur.rowcount)
-
-    # -- lookups ----------------------------------------------------------------------------
-
-    def batch(self, batch_id: int) -> BatchInfo | None:
-        """A batch by its id (the ``nl_batch`` custom arg), with its send's issue and lists."""
-        r = self._db.execute(
-            "SELECT b.*, s.issue_id, s.lists, s.test FROM batches b"
-            " JOIN sends s ON s.id=b.send_id WHERE b.id=?",
-            (batch_id,),
-        ).fetchone()
-        if r is None:
-            return None
-        return BatchInfo(
-            id=int(r["id"]),
-            send_id=int(r["send_id"]),
-            seq=int(r["seq"]),
-            state=r["state"],
-            recipients=int(r["recipients"]),
-            attempts=int(r["attempts"]),
-            ambiguous_attempts=int(r["ambiguous_attempts"]),
-            resent=bool(r["resent"]),
-            status=r["status"],
-            provider_id=r["provider_id"],
-            error=r["error"],
-            issue_id=r["issue_id"],
-            lists=tuple(json.loads(r["lists"])),
-            test=bool(r["test"]),
-            created_at=r["created_at"],
-            finished_at=r["finished_at"],
-        )
-
-    def batches(self, send_id: int) -> list[BatchInfo]:
-        rows = self._db.execute(
-            "SELECT id FROM batches WHERE send_id=? ORDER BY seq", (send_id,)
-        ).fetchall()
-        return [b for b in (self.batch(int(r[0])) for r in rows) if b is not None]
-
-    def batch_recipients(self, batch_id: int, *, dropped: bool = False) -> list[RecipientRow]:
-        """The people in a batch (those posted with it, or to post it again); with
-        ``dropped``, those taken out of it instead."""
-        rows = self._db.execute(
-            "SELECT email, name, first_name, language, list_name FROM recipients"
-            f" WHERE rowid BETWEEN ? AND ? AND dropped{'!=' if dropped else '='}? ORDER BY rowid",
-            (batch_id * ROWS_PER_BATCH_ID, (batch_id + 1) * ROWS_PER_BATCH_ID - 1, R_IN),
-        ).fetchall()
-        return [RecipientRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-    def has_recipients(self, issue_id: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM recipients WHERE issue_id=? LIMIT 1", (issue_id,)
-        ).fetchone()
-        return row is not None
-
-    def already_batched(
-        self, issue_id: str, email: str, *, backend: str, only_send: int | None = None
-    ) -> bool:
-        """Has this address had the issue, or may it have, or will a resume post it to them
-        (by any real send through this backend, or only by ``only_send``)?
-
-        Counted: batches accepted or possibly accepted, failed batches of a send that
-        can still be resumed, and people taken out of a resend who may have had an
-        earlier attempt.  Not counted: failed batches of an abandoned send, batches
-        cancelled at SendGrid, people taken out before anything could reach them.
-        """
-        sql = (
-            "SELECT 1 FROM recipients r JOIN batches b ON b.id=r.batch_id"
-            " JOIN sends s ON s.id=r.send_id"
-            " WHERE r.issue_id=? AND r.email_key=? AND s.backend=?"
-            + (" AND r.send_id=?" if only_send is not None else "")
-            + " AND (r.dropped=? OR (r.dropped=? AND (b.state IN (?,?,?,?)"
-            " OR (b.state IN (?,?) AND s.state!=?)))) LIMIT 1"
-        )
-        params: tuple[Any, ...] = (
-            issue_id,
-            email_key(email),
-            backend,
-            *(() if only_send is None else (only_send,)),
-            R_DROPPED_MAYBE,
-            R_IN,
-            *_MAY_HAVE,
-            *_NOT_LEFT,
-            CANCELLED,
-        )
-        return self._db.execute(sql, params).fetchone() is not None
-
-    def log(self, send_id: int) -> list[tuple[str, str | None, str, str | None]]:
-        rows = self._db.execute(
-            "SELECT at, from_state, to_state, note FROM send_log WHERE send_id=? ORDER BY rowid",
-            (send_id,),
-        ).fetchall()
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+__all__ = [
+    "AUDIENCE_ID_BITS",
+    "B_CANCELLED",
+    "B_FAILED",
+    "B_POSTING",
+    "B_READY",
+    "B_SENT",
+    "B_SKIPPED",
+    "B_UNKNOWN",
+    "CANCELLED",
+    "DONE",
+    "FAILED",
+    "PAUSED",
+    "PLANNED",
+    "R_DROPPED",
+    "R_DROPPED_MAYBE",
+    "R_IN",
+    "ROWS_PER_BATCH_ID",
+    "SCHEDULED",
+    "SENDING",
+    "TRANSITIONS",
+    "UNFINISHED",
+    "Audience",
+    "BatchInfo",
+    "Ledger",
+    "RecipientLike",
+    "RecipientRow",
+    "SendLock",
+    "SendSummary",
+]

@@ -1,7 +1,10 @@
 """The state database, ``.newsletter/state.db``: how it is opened, and what its failures mean.
 
 The send ledger, the delivery events and the durable copy of the suppressions
-share this one SQLite file.  Every connection to it is made here, with the same
+share this one SQLite file, and this module owns its schema: one list of tables,
+one version number (``PRAGMA user_version``), one set of upgrades, applied by
+whichever command opens the file first (:func:`open_db`).  Every connection to
+it is made here, with the same
 settings (WAL so `newsletter serve` reads while a send writes; ``synchronous=FULL``
 so a committed mark survives a power cut; a 30-second wait for a busy file), and
 every SQLite failure becomes one :class:`~newsletter.errors.StateDatabaseError`
@@ -140,4 +143,205 @@ def connect(path: Path | str, *, readonly: bool = False) -> Connection:
         if not memory:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+# --------------------------------------------------------------------------- the schema
+
+SCHEMA_VERSION = 4
+# 2: recipients.dropped, batches.dropped; 3: sends.audience, audience;
+# 4: the events and suppression tables joined the versioned schema.
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS sends (
+    id INTEGER PRIMARY KEY,
+    issue_id TEXT NOT NULL,
+    lists TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    state TEXT NOT NULL,
+    test INTEGER NOT NULL DEFAULT 0,
+    force_resend INTEGER NOT NULL DEFAULT 0,
+    subject TEXT NOT NULL DEFAULT '',
+    planned_recipients INTEGER NOT NULL DEFAULT 0,
+    send_at INTEGER,
+    schedule_id TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    audience TEXT
+);
+CREATE INDEX IF NOT EXISTS sends_issue ON sends(issue_id);
+CREATE TABLE IF NOT EXISTS send_log (
+    send_id INTEGER NOT NULL REFERENCES sends(id),
+    at TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    note TEXT
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    send_id INTEGER NOT NULL REFERENCES sends(id),
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    recipients INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    ambiguous_attempts INTEGER NOT NULL DEFAULT 0,
+    resent INTEGER NOT NULL DEFAULT 0,
+    status INTEGER,
+    provider_id TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (send_id, seq)
+);
+-- rowid = batch id * ROWS_PER_BATCH_ID + position: a batch's recipients are one range
+-- of the table (no second index to maintain on the hot path).
+CREATE TABLE IF NOT EXISTS recipients (
+    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    send_id INTEGER NOT NULL,
+    issue_id TEXT,
+    email TEXT NOT NULL,
+    email_key TEXT NOT NULL,
+    name TEXT,
+    first_name TEXT,
+    language TEXT,
+    list_name TEXT NOT NULL,
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS recipients_issue_email ON recipients(issue_id, email_key);
+-- Who a send is for, frozen when it is planned (rowid: see AUDIENCE_ID_BITS).
+CREATE TABLE IF NOT EXISTS audience (
+    send_id INTEGER NOT NULL,
+    email TEXT NOT NULL,
+    name TEXT,
+    first_name TEXT,
+    language TEXT,
+    list_name TEXT NOT NULL
+);
+"""
+
+_EVENTS = """
+CREATE TABLE IF NOT EXISTS esp_events (
+    event_id    TEXT PRIMARY KEY,
+    provider    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    issue_id    TEXT,
+    list_name   TEXT,
+    send_id     TEXT,
+    batch_id    TEXT,
+    url         TEXT,
+    reason      TEXT,
+    machine     INTEGER NOT NULL DEFAULT 0,
+    raw         TEXT NOT NULL,
+    received_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS esp_events_issue ON esp_events (issue_id, kind);
+CREATE INDEX IF NOT EXISTS esp_events_email ON esp_events (email, at);
+CREATE TABLE IF NOT EXISTS pending_suppressions (
+    key         TEXT PRIMARY KEY,
+    email       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);  -- a rowid table: merged in arrival order
+CREATE TABLE IF NOT EXISTS loop_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+_SUPPRESSIONS = """
+CREATE TABLE IF NOT EXISTS suppressions (
+    key         TEXT PRIMARY KEY,
+    email       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS suppression_files (
+    path       TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL,
+    rows       INTEGER NOT NULL
+);
+"""
+
+SCHEMA = _LEDGER + _EVENTS + _SUPPRESSIONS
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a script (a chunk holding only comments is not one)."""
+    out = []
+    for chunk in script.split(";"):
+        code = [line for line in chunk.splitlines() if not line.strip().startswith("--")]
+        if "".join(code).strip():
+            out.append(chunk)
+    return out
+
+
+# From one schema version to the next (the key is the version being left).
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE batches ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE recipients ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
+    ),
+    2: (
+        "ALTER TABLE sends ADD COLUMN audience TEXT",
+        "CREATE TABLE IF NOT EXISTS audience (send_id INTEGER NOT NULL, email TEXT NOT NULL,"
+        " name TEXT, first_name TEXT, language TEXT, list_name TEXT NOT NULL)",
+    ),
+    3: tuple(_statements(_EVENTS + _SUPPRESSIONS)),
+}
+
+
+def migrate(conn: Connection) -> None:
+    """Bring the file to :data:`SCHEMA_VERSION` (a new file gets every table at once).
+
+    Done inside one IMMEDIATE transaction, reading the version again under the write
+    lock, so two commands opening an old file at once upgrade it once.  A file from a
+    newer version of newsletter is refused rather than written in a shape it does
+    not know.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise StateDatabaseError(
+            f"{conn.where} was written by a newer version of newsletter (schema {version})",
+            path=Path(conn.where),
+            hint="upgrade newsletter before using this workspace",
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:  # new (or only ever opened by an older events-only reader)
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+        else:
+            for v in range(version, SCHEMA_VERSION):
+                for statement in _UPGRADES[v]:
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def open_db(path: Path | str) -> Connection:
+    """A connection to the state database with its schema up to date."""
+    conn = connect(path)
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn

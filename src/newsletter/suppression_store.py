@@ -22,27 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from . import state
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS suppressions (
-    key         TEXT PRIMARY KEY,
-    email       TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    recorded_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS suppression_files (
-    path       TEXT PRIMARY KEY,
-    first_seen TEXT NOT NULL,
-    last_seen  TEXT NOT NULL,
-    rows       INTEGER NOT NULL
-);
-"""
+from .clock import utc_now_iso as _now
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +45,6 @@ class FileSeen:
     rows: int
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 class SuppressionStore:
     """The ``suppressions`` table of one state database.
 
@@ -78,18 +57,11 @@ class SuppressionStore:
     def __init__(self, db: Path) -> None:
         self.db = db
 
-    def _connect(self, *, create: bool, write: bool = True) -> state.Connection | None:
-        """``create``: make the database if missing; ``write``: make the tables if missing
-        (a reader of a database without them finds nothing and writes nothing)."""
+    def _connect(self, *, create: bool) -> state.Connection | None:
+        """``create``: make the database if missing (readers never do)."""
         if not create and not self.db.exists():
             return None
-        conn = state.connect(self.db)
-        if write:
-            conn.executescript(SCHEMA)
-        elif not conn.execute("SELECT 1 FROM sqlite_master WHERE name='suppressions'").fetchone():
-            conn.close()
-            return None
-        return conn
+        return state.open_db(self.db)
 
     def record(self, entries: Iterable[StoredSuppression]) -> int:
         """Keep these suppressions (the first record of an address wins); returns how
@@ -141,7 +113,7 @@ class SuppressionStore:
 
     def file_seen(self, path: Path) -> FileSeen | None:
         """When this workspace last had ``path``, if ever."""
-        conn = self._connect(create=False, write=False)
+        conn = self._connect(create=False)
         if conn is None:
             return None
         try:
@@ -154,7 +126,7 @@ class SuppressionStore:
 
     def keys_since(self, mark: int) -> tuple[frozenset[str], int]:
         """Keys recorded after row ``mark`` (0: all), and the new mark."""
-        conn = self._connect(create=False, write=False)
+        conn = self._connect(create=False)
         if conn is None:
             return frozenset(), mark
         try:
@@ -169,7 +141,7 @@ class SuppressionStore:
 
     def entries(self) -> list[StoredSuppression]:
         """Everything stored, oldest first (to write the file back)."""
-        conn = self._connect(create=False, write=False)
+        conn = self._connect(create=False)
         if conn is None:
             return []
         try:
@@ -183,7 +155,7 @@ class SuppressionStore:
     def remove(self, keys: Iterable[str]) -> int:
         """Forget these addresses (the user re-subscribes someone on purpose)."""
         wanted = [(k,) for k in keys]
-        conn = self._connect(create=False, write=False)
+        conn = self._connect(create=False)
         if conn is None or not wanted:
             return 0
         try:
