@@ -9,13 +9,13 @@ from __future__ import annotations
 import gc
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -31,6 +31,12 @@ from ..engine import StopReason
 from ..errors import NewsletterError
 from ..ledger import CANCELLED, DONE, FAILED, PAUSED, SCHEDULED, Ledger, SendSummary
 from . import app, console, err_console, state
+
+if TYPE_CHECKING:
+    from ..config import Workspace
+    from ..engine import SendReport
+    from ..plan import Plan, SendOptions
+    from ..send import SendSession
 
 
 class BackendChoice(StrEnum):
@@ -108,7 +114,7 @@ _PAUSE_SIGNALS = tuple(
 
 
 @contextmanager
-def _pause_on_interrupt(request_stop: Any) -> Iterator[None]:
+def _pause_on_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
     """First signal: finish the batch in flight, then pause.  Second: stop at once
     (a batch whose request is out is then left unknown; one waiting stays unposted)."""
     pressed = {"n": 0}
@@ -124,7 +130,7 @@ def _pause_on_interrupt(request_stop: Any) -> Iterator[None]:
             err=True,
         )
 
-    previous: dict[int, Any] = {}
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
     try:
         for signum in _PAUSE_SIGNALS:
             previous[signum] = signal.signal(signum, handler)
@@ -138,7 +144,7 @@ def _pause_on_interrupt(request_stop: Any) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def _print_plan(plan: Any, subject: str) -> None:
+def _print_plan(plan: Plan, subject: str) -> None:
     _say(f"Send plan for {plan.issue_id}: {subject}")
     if plan.test:
         _say(f"  test copy to:  {', '.join(plan.first)} (subject starts with [TEST])")
@@ -193,7 +199,7 @@ def _print_plan(plan: Any, subject: str) -> None:
         )
 
 
-def _report(report: Any, session: Any) -> int:
+def _report(report: SendReport, session: SendSession) -> int:
     plan = session._plan
     if report.state == DONE:
         _say(
@@ -201,6 +207,7 @@ def _report(report: Any, session: Any) -> int:
             f"send #{report.send_id} is done"
         )
     elif report.state == SCHEDULED:
+        assert plan is not None and plan.send_at is not None
         _say(
             f"scheduled {report.recipients_sent:,} recipients in {report.batches_sent} "
             f"batch(es) for {plan.send_at.astimezone().isoformat(timespec='minutes')}; "
@@ -353,7 +360,7 @@ def send(
         raise typer.Exit(code)
 
 
-def _run_session(session: Any, ws: Any, options: Any, *, yes: bool) -> int:
+def _run_session(session: SendSession, ws: Workspace, options: SendOptions, *, yes: bool) -> int:
     from ..personalize import DEV_SECRET_WARNING
 
     if session.dev_key:
