@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
+import tomllib
 from pathlib import Path
 
 from newsletter.build import compose
 from newsletter.checks import contrast
 from newsletter.config import Workspace
 from newsletter.errors import Problem
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -206,3 +210,15 @@ def test_protocol_relative_link_is_an_error_with_the_full_address_as_hint(
         "closing: the link `//www.example.org/x` starts with // and has no https: in front, "
         "so it is shown as plain text (write the full address: https://www.example.org/x)"
     )
+
+
+def test_data_files_beside_the_code_ship_with_the_package() -> None:
+    """theme_checks reads mjml_schema.toml when imported: a wheel without it cannot `check`."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    declared = pyproject["tool"]["setuptools"]["package-data"]["newsletter"]
+    package = REPO / "src" / "newsletter"
+    data = sorted(
+        p.name for p in package.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc")
+    )
+    assert "mjml_schema.toml" in data
+    assert [f for f in data if not any(fnmatch.fnmatch(f, pat) for pat in declared)] == []

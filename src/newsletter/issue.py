@@ -5,7 +5,8 @@ a column and a field path (``articles[3].image.alt``) and, for typos, suggest
 the key they meant.  We parse with ruamel.yaml's round-trip loader because it
 records where each key and item came from; pydantic does the validation, and
 its error locations are mapped back onto those positions.  All problems in a
-file are reported at once, not just the first.
+file are reported at once, not just the first.  The YAML side (loader, positions,
+syntax errors in words) is issue_yaml.py; invisible characters are invisible.py.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 
 from .errors import IssueError, NewsletterError, Problem, format_path
+from .invisible import INVISIBLE, has_invisible, invisible_characters
+from .issue_yaml import MAX_NODES as MAX_NODES
+from .issue_yaml import Position as Position
+from .issue_yaml import TooManyNodes, plain, record_positions, yaml_loader, yaml_problem
 
 MAX_FILE_BYTES = 10_000_000
 MAX_MARKDOWN_CHARS = 10_000
@@ -113,9 +115,6 @@ class Issue(_Model):
         return value
 
 
-Position = tuple[int, int]  # 1-based line, column
-
-
 @dataclass
 class Located:
     """The model plus where every field came from, for messages and lints."""
@@ -149,51 +148,6 @@ class Located:
             field=field_path,
             **kw,
         )
-
-
-class _TooManyNodes(Exception):
-    pass
-
-
-def _positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
-    """Record 1-based (line, column) of every key's value and every list item.
-
-    YAML aliases (`*name`) can make a small file expand exponentially; an issue has a
-    few hundred values, so past MAX_NODES we stop instead of hanging.
-    """
-    if len(out) > MAX_NODES:
-        raise _TooManyNodes
-    if isinstance(node, CommentedMap):
-        for key in node:
-            path = f"{prefix}.{key}" if prefix else str(key)
-            try:
-                line, col = node.lc.key(key)
-            except (KeyError, TypeError, AttributeError):
-                continue
-            out[path] = (line + 1, col + 1)
-            _positions(node[key], path, out)
-    elif isinstance(node, CommentedSeq):
-        for i, item in enumerate(node):
-            path = f"{prefix}[{i}]"
-            try:
-                line, col = node.lc.item(i)
-            except (KeyError, TypeError, AttributeError, IndexError):
-                continue
-            out[path] = (line + 1, col + 1)
-            _positions(item, path, out)
-
-
-def _plain(node: Any) -> Any:
-    """Plain dicts and lists for pydantic (ruamel's types carry comments and positions)."""
-    if isinstance(node, dict):
-        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if hasattr(node, "value") and type(node).__name__.endswith("Int"):
-        return int(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
 
 
 _CHILD_MODELS: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
@@ -276,179 +230,6 @@ def _problems_from_validation(exc: ValidationError, located: Located) -> list[Pr
     return problems
 
 
-def _yaml_problem(path: Path, exc: YAMLError) -> Problem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    col = mark.column + 1 if mark is not None else None
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    hint = "check the indentation and that text with ': ' or '#' is in quotes"
-    code = "yaml_syntax"
-    if "found duplicate key" in str(exc):
-        key = str(exc).split('found duplicate key "', 1)[-1].split('"', 1)[0]
-        problem = f'the key "{key}" appears twice'
-        hint = "keep one of them; each key may appear once per block"
-        code = "duplicate_key"
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            line, col = mark.line + 1, mark.column + 1
-    elif "'\\t'" in str(exc):
-        problem = "a tab character is used for indentation"
-        hint = "indent with spaces only; set your editor to insert spaces"
-        code = "tab"
-    elif context and isinstance(exc, MarkedYAMLError):
-        problem = f"{context}: {problem}"
-    return Problem(
-        message=f"YAML syntax error: {problem}",
-        path=path,
-        line=line,
-        column=col,
-        hint=hint,
-        code=code,
-    )
-
-
-class _Constructor(RoundTripConstructor):
-    """Dates stay text here: pydantic parses them and reports a bad one with its field."""
-
-
-_Constructor.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
-
-
-def _yaml() -> YAML:
-    y = YAML(typ="rt")
-    y.Constructor = _Constructor
-    y.allow_duplicate_keys = False
-    return y
-
-
-MAX_NODES = 20_000
-MAX_SHOWN = 20  # invisible characters listed one by one
-
-# Characters an editor does not show that still reach the email: C0/C1 controls (Word's
-# Shift+Enter is U+000B) and Unicode's line and paragraph separators.  In a subject they break
-# the mail header; in any text they are invisible debris.  YAML reads U+0085, U+2028 and U+2029
-# as line breaks (which would shift every later line number), and a double-quoted "\v", "\L" or
-# "\u2028" produces them with no odd byte in the file: both the file and the values are scanned.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
-_INVISIBLE_NAMES = {
-    0x0B: "line break from Word's Shift+Enter",
-    0x0C: "page-break character",
-    0x1C: "separator character",
-    0x1D: "separator character",
-    0x1E: "separator character",
-    0x1F: "separator character",
-    0x85: "next-line character",
-    0x2028: "line-separator character",
-    0x2029: "paragraph-separator character",
-}
-_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", re.S)
-_SHORT_ESCAPES = dict(zip("0abtnvfreNLP", "\0\a\b\t\n\v\f\r\x1b\x85\u2028\u2029", strict=True))
-InvisibleHit = tuple[int, str, str | None]  # offset in the file, the character, its escape
-
-
-def _scalars(clean: str) -> list[tuple[int, int, str, ScalarNode]]:
-    """(start, end, field path, node) of every key and value, from the node tree's marks."""
-    out: list[tuple[int, int, str, ScalarNode]] = []
-    seen: set[int] = set()
-
-    def walk(node: Node, path: str) -> None:
-        if id(node) in seen:  # an alias: its text was visited where it is defined
-            return
-        seen.add(id(node))
-        if isinstance(node, ScalarNode):
-            out.append((node.start_mark.index, node.end_mark.index, path, node))
-        elif isinstance(node, MappingNode):
-            for key, value in node.value:
-                name = str(key.value) if isinstance(key, ScalarNode) else "?"
-                sub = f"{path}.{name}" if path else name
-                walk(key, sub)
-                walk(value, sub)
-        elif isinstance(node, SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, f"{path}[{i}]")
-
-    try:
-        root = _yaml().compose(clean)
-    except YAMLError:
-        return out  # the syntax error is reported on its own; the characters keep no field
-    if root is not None:
-        walk(root, "")
-    return out
-
-
-def _escaped_hits(text: str, start: int, end: int) -> Iterator[InvisibleHit]:
-    """Escapes in a double-quoted scalar that stand for an invisible character."""
-    for m in _ESCAPE.finditer(text, start, end):
-        code = m.group(1)
-        char = chr(int(code[1:], 16)) if len(code) > 1 else _SHORT_ESCAPES.get(code, "")
-        if _INVISIBLE.fullmatch(char):
-            yield m.start(), char, m.group()
-
-
-def _invisible_characters(path: Path, text: str, clean: str) -> list[Problem]:
-    """Every invisible character, raw or escaped, at its line and column and in its field."""
-    scalars = _scalars(clean)
-    raw: list[tuple[InvisibleHit, str | None]] = []
-    escaped: list[tuple[InvisibleHit, str | None]] = []
-    total = 0  # a pasted document can hold thousands: list the first ones, count the rest
-    for m in _INVISIBLE.finditer(text):
-        total += 1
-        if len(raw) < MAX_SHOWN:
-            field = next((f for s, e, f, _ in scalars if s <= m.start() < e), None)
-            raw.append(((m.start(), m.group(), None), field))
-    for start, end, field, node in scalars:
-        if node.style == '"' and _INVISIBLE.search(str(node.value)):
-            for hit in _escaped_hits(text, start, end):
-                total += 1
-                if len(escaped) < MAX_SHOWN:
-                    escaped.append((hit, field))
-    hits = sorted(raw + escaped, key=lambda h: h[0][0])[:MAX_SHOWN]
-    problems = []
-    for (offset, char, escape), field in hits:
-        line = text.count("\n", 0, offset) + 1
-        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-        name = _INVISIBLE_NAMES.get(ord(char), "control character")
-        if escape:
-            hint = f"delete `{escape}` at column {col}: it stands for that character"
-        else:
-            hint = (
-                f"retype the text or delete the character at column {col}; "
-                "it often comes from text pasted from Word or a web page"
-            )
-        problems.append(
-            Problem(
-                message=f"contains an invisible {name} (U+{ord(char):04X})",
-                path=path,
-                line=line,
-                column=col,
-                field=field,
-                hint=hint,
-                code="control_character",
-            )
-        )
-    if total > len(hits):
-        problems.append(
-            Problem(
-                message=f"and {total - len(hits):,} more invisible characters",
-                path=path,
-                hint="paste the text again as plain text with Ctrl+Shift+V, then check again",
-                code="control_character",
-            )
-        )
-    return problems
-
-
-def _has_invisible(value: Any) -> bool:
-    if isinstance(value, str):
-        return _INVISIBLE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_invisible(k) or _has_invisible(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_invisible(v) for v in value)
-    return False
-
-
 def read_issue(path: Path) -> Located:
     """Read and validate an issue file; raise IssueError listing every problem found."""
     try:
@@ -503,13 +284,13 @@ def read_issue(path: Path) -> Located:
         )
     # Invisible characters become spaces for parsing (same offsets, no extra YAML line breaks),
     # so that they can be reported in their field together with every other problem.
-    raw_invisible = _INVISIBLE.search(text) is not None
-    clean = _INVISIBLE.sub(" ", text) if raw_invisible else text
+    raw_invisible = INVISIBLE.search(text) is not None
+    clean = INVISIBLE.sub(" ", text) if raw_invisible else text
     try:
-        data = _yaml().load(clean)
+        data = yaml_loader().load(clean)
     except YAMLError as exc:
         raise IssueError(
-            [*_invisible_characters(path, text, clean), _yaml_problem(path, exc)]
+            [*invisible_characters(path, text, clean), yaml_problem(path, exc)]
         ) from None
     if not isinstance(data, CommentedMap):
         raise IssueError(
@@ -523,8 +304,8 @@ def read_issue(path: Path) -> Located:
         )
     positions: dict[str, Position] = {}
     try:
-        _positions(data, "", positions)
-    except _TooManyNodes:
+        record_positions(data, "", positions)
+    except TooManyNodes:
         raise IssueError(
             Problem(
                 message=f"the file expands to more than {MAX_NODES:,} values",
@@ -534,13 +315,13 @@ def read_issue(path: Path) -> Located:
                 code="too_many_values",
             )
         ) from None
-    plain = _plain(data)
+    values = plain(data)
     problems = (
-        _invisible_characters(path, text, clean) if raw_invisible or _has_invisible(plain) else []
+        invisible_characters(path, text, clean) if raw_invisible or has_invisible(values) else []
     )
     located = Located(issue=None, path=path, positions=positions)  # type: ignore[arg-type]
     try:
-        located.issue = Issue.model_validate(plain)
+        located.issue = Issue.model_validate(values)
     except ValidationError as exc:
         problems += _problems_from_validation(exc, located)
     if problems:
