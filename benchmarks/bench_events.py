@@ -30,11 +30,11 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from newsletter.esp.sendgrid_events import SIGNATURE_HEADER, TIMESTAMP_HEADER
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "tests" / "fixtures" / "workspace"  # the pristine sample the tests use
 BATCH = 1000
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
 def free_port() -> int:

@@ -21,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from email import policy
 from email.parser import BytesParser
@@ -37,7 +38,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from conftest import TEST_ENV
 from newsletter.config import Workspace
-from newsletter.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, TokenMask, create_app
+from newsletter.esp.registry import WEBHOOKS
+from newsletter.esp.sendgrid_events import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from newsletter.esp.webhooks import ParsedBatch, WebhookRefused
+from newsletter.events import Event
+from newsletter.server import TokenMask, create_app
 from newsletter.tokens import make_token
 from prism import free_port
 
@@ -391,6 +396,76 @@ def test_signed_but_malformed_json_gets_400(base_url: str, workspace: Path, keys
     )
     assert r.status_code == 200
     assert r.json() == {"received": 1, "stored": 1, "suppressed": 0, "skipped": 2}
+
+
+class FakeWebhook:
+    """A second provider, as small as one can be: a shared password and JSON lines."""
+
+    provider = "fake"
+    label = "Fake Mail"
+    key_env = "FAKE_WEBHOOK_PASSWORD"
+    configured = True
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        if headers.get("x-fake-password") != "let-me-in":
+            raise WebhookRefused("wrong password")
+
+    def parse(self, body: bytes) -> ParsedBatch:
+        batch = ParsedBatch()
+        for n, line in enumerate(body.decode().splitlines()):
+            item = json.loads(line)
+            batch.events.append(
+                Event(
+                    event_id=f"fake-{n}",
+                    provider="fake",
+                    kind=item["kind"],
+                    email=item["email"],
+                    at=1568600000 + n,
+                    issue_id="2019-09",
+                    suppress="bounced" if item["kind"] == "bounced" else None,
+                    raw=line,
+                )
+            )
+        return batch
+
+
+def test_a_provider_added_to_the_registry_gets_its_own_webhook(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, keys: Any
+) -> None:
+    """The seam: one module and one registry line, no server code, make a new webhook."""
+    module = types.ModuleType("fake_esp")
+    module.webhook_adapter = lambda ws: FakeWebhook()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_esp", module)
+    monkeypatch.setitem(WEBHOOKS, "fake", "fake_esp:webhook_adapter")
+    setup_env(workspace, monkeypatch, keys[1])
+    body = b'{"kind": "delivered", "email": "ana.lopez@example.org"}\n'
+    body += b'{"kind": "bounced", "email": "gone@example.org"}\n'
+    with running(create_app(Workspace(workspace))) as url:
+        refused = httpx.post(f"{url}/webhooks/fake", content=body)
+        assert refused.status_code == 403
+        assert event_rows(workspace) == []
+        r = httpx.post(
+            f"{url}/webhooks/fake", content=body, headers={"X-Fake-Password": "let-me-in"}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json() == {"received": 2, "stored": 2, "suppressed": 1, "skipped": 0}
+        assert httpx.get(f"{url}/webhooks/fake").status_code == 405
+        # SendGrid's route is still there, with its own signature check.
+        sg = json.dumps([sg_event("delivered", "ben.carter@example.com", 1)]).encode()
+        assert httpx.post(f"{url}/webhooks/sendgrid", content=sg).status_code == 403
+        ok = httpx.post(f"{url}/webhooks/sendgrid", content=sg, headers=signed_headers(keys[0], sg))
+        assert ok.status_code == 200
+    rows = {r["event_id"]: r for r in event_rows(workspace)}
+    assert {
+        k: (r["provider"], r["kind"], r["email"])
+        for k, r in rows.items()
+        if r["provider"] == "fake"
+    } == {
+        "fake-0": ("fake", "delivered", "ana.lopez@example.org"),
+        "fake-1": ("fake", "bounced", "gone@example.org"),
+    }
+    assert len(rows) == 3
+    assert suppressions(workspace)["gone@example.org"] == ("bounced", "fake-webhook:bounced")
 
 
 def pending_rows(ws: Path) -> dict[str, tuple[str, str]]:

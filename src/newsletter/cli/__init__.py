@@ -75,10 +75,10 @@ COMMANDS = {
     "send": "sending",
     "status": "sending",
     "cancel": "sending",
-    "serve": "loop",
-    "report": "loop",
+    "serve": "serve",
+    "report": "report",
 }
-MODULE_ORDER = ("issues", "web", "audience", "sending", "loop")
+MODULE_ORDER = ("issues", "web", "audience", "sending", "serve", "report")
 
 
 def command_name(args: list[str]) -> str | None:

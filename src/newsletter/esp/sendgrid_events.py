@@ -14,6 +14,10 @@ Which events stop further mail (anything else is only counted):
   a drop for a message-level reason ("Invalid SMTPAPI header", "Spam Content")
   says nothing about the address;
 * ``spamreport`` -> "spam"; ``unsubscribe`` and ``group_unsubscribe`` -> "unsubscribed".
+
+:class:`SendGridWebhook` is the server's adapter (see :mod:`.webhooks`): SendGrid's
+signature check (ECDSA over timestamp + raw body, by the ``sendgrid`` package) plus
+our freshness rule, then the parsing below.
 """
 
 from __future__ import annotations
@@ -21,15 +25,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import WEBHOOK_KEY_ENV, Workspace, env_secret
+from ..errors import ConfigError
 from ..events import Event
 from ..subscribers import suppression_key
+from .webhooks import BatchError, ParsedBatch, WebhookAdapter, WebhookRefused
 
 PROVIDER = "sendgrid"
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+MAX_SKEW_SECONDS = 300  # SendGrid's timestamp may be this old (or this far ahead) at most
 
 # SendGrid event name -> our kind (bounce is split by its "type" below).
 _KINDS = {
@@ -67,16 +77,6 @@ _DROP_SUPPRESS = {
 MAX_FIELD_CHARS = 2048  # a URL or reason longer than this is cut in the normalised columns
 MAX_TIMESTAMP = 2**33  # year 2242: a later (or negative) time is a mistake, read as "unknown"
 _MAX_INT_DIGITS = 100  # longer integer literals are read as floats (Python refuses >4300 digits)
-
-
-class BatchError(ValueError):
-    """The body is not an Event Webhook batch (a JSON array of objects)."""
-
-
-@dataclass
-class ParsedBatch:
-    events: list[Event] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # one line per item we could not use
 
 
 def _text(value: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
@@ -190,3 +190,72 @@ def parse_batch(data: Any) -> ParsedBatch:
         except (ValueError, OverflowError, RecursionError) as exc:  # a value we cannot convert
             out.skipped.append(f"[{index}]: unusable value ({exc.__class__.__name__})")
     return out
+
+
+# --- the server's adapter --------------------------------------------------------------------
+
+
+class SendGridWebhook:
+    """SendGrid's Event Webhook for `newsletter serve`: verify first, parse second."""
+
+    provider = PROVIDER
+    label = "SendGrid"
+    key_env = WEBHOOK_KEY_ENV
+
+    def __init__(self, public_key_b64: str | None) -> None:
+        from sendgrid.helpers.eventwebhook import EventWebhook
+
+        self._helper = EventWebhook()
+        self._key: Any = None
+        if public_key_b64:
+            try:
+                self._key = self._helper.convert_public_key_to_ecdsa(public_key_b64.strip())
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"{WEBHOOK_KEY_ENV} is not a valid public key ({exc.__class__.__name__})",
+                    key=WEBHOOK_KEY_ENV,
+                    hint="copy the verification key from SendGrid: Settings > Mail Settings >"
+                    " Event Webhook > Signature Verification (base64, no PEM lines)",
+                ) from None
+
+    @property
+    def configured(self) -> bool:
+        return self._key is not None
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> None:
+        refusal = self.refusal(
+            body, headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER), now
+        )
+        if refusal:
+            raise WebhookRefused(refusal)
+
+    def refusal(
+        self, body: bytes, signature: str | None, timestamp: str | None, now: float | None = None
+    ) -> str | None:
+        """None when the request is genuine and fresh, else the reason for refusing it."""
+        if not signature or not timestamp:
+            return "unsigned request"
+        if not re.fullmatch(r"[0-9]{1,12}", timestamp):  # not isdigit(): "²" is a digit
+            return "malformed timestamp"
+        skew = (time.time() if now is None else now) - int(timestamp)
+        if abs(skew) > MAX_SKEW_SECONDS:
+            return f"timestamp {int(skew)} s off"
+        try:
+            payload = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "body is not UTF-8"
+        try:
+            ok = self._helper.verify_signature(
+                payload, signature.strip(), timestamp, public_key=self._key
+            )
+        except (ValueError, TypeError):  # binascii.Error is a ValueError
+            return "malformed signature"
+        return None if ok else "bad signature"
+
+    def parse(self, body: bytes) -> ParsedBatch:
+        return parse_batch(decode(body))
+
+
+def webhook_adapter(ws: Workspace) -> WebhookAdapter:
+    """The adapter, with the key from SENDGRID_WEBHOOK_PUBLIC_KEY (unset: not configured)."""
+    return SendGridWebhook(env_secret(WEBHOOK_KEY_ENV, required=False))

@@ -1,0 +1,80 @@
+"""`newsletter report`: how an issue did, from the events the server stored."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from . import app, console, state
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+@app.command()
+def report(
+    issue: Annotated[
+        str | None,
+        typer.Argument(
+            help="Issue id or file (2019-09 or issues/2019-09.yaml); default: the"
+            " issue with the latest events."
+        ),
+    ] = None,
+    format: Annotated[
+        Format, typer.Option("--format", help="text, or json for scripts.")
+    ] = Format.text,
+) -> None:
+    """How an issue did: deliveries, bounces, opens, clicks, unsubscribes, with a chart."""
+    from ..issue import issue_id_of
+    from ..report import build_report, write_chart
+
+    ws = state.workspace()
+    result = build_report(ws, issue_id_of(issue) if issue else None)
+    chart = write_chart(ws, result)
+    if format is Format.json:
+        data = result.as_dict()
+        data["chart"] = str(chart)
+        console.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    rates = result.rates()
+    table = Table(title=f"Issue {result.issue_id}", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("addresses", justify="right")
+    table.add_column("rate", justify="right")
+    table.add_column("of", style="dim")
+    table.add_row("sent", str(result.sent), "", "")
+    for key, label, base in (
+        ("delivered", "delivered", "sent"),
+        ("deferred", "deferred (retried)", "sent"),
+        ("bounced", "bounced", "sent"),
+        ("blocked", "blocked (temporary)", "sent"),
+        ("dropped", "dropped", "sent"),
+        ("unique_opens", "opened", "delivered"),
+        ("machine_opens", "machine opens only", "delivered"),
+        ("unique_clicks", "clicked", "delivered"),
+        ("unsubscribes", "unsubscribed", "delivered"),
+        ("spam_reports", "reported as spam", "delivered"),
+    ):
+        table.add_row(label, str(getattr(result, key)), _percent(rates[key]), base)
+    table.add_row("click-to-open", "", _percent(rates["click_to_open"]), "opened")
+    console.print(table)
+    if result.top_links:
+        links = Table(title="Top links", title_justify="left")
+        links.add_column("clicked by", justify="right")
+        links.add_column("clicks", justify="right")
+        links.add_column("link", overflow="fold")
+        for link in result.top_links:
+            links.add_row(str(link.unique), str(link.total), Text(link.url))  # no markup
+        console.print(links)
+    console.print(f"chart: {chart}", markup=False)
