@@ -1,4 +1,4 @@
-"""Contract: our payloads, posted by the real `sendgrid` client, against SendGrid's own spec.
+"""Contract: our payloads, posted as the backend posts them, against SendGrid's own spec.
 
 Prism (../shared/sendgrid/start-mock.sh) validates every request against Twilio's
 published OpenAPI document for Mail Send and answers 202 only if it conforms.
@@ -15,7 +15,7 @@ import pytest
 from newsletter.config import Workspace
 from newsletter.errors import ProviderRejected
 from newsletter.esp.base import MAX_BATCH, Batch, IssueContent
-from newsletter.esp.sendgrid import SendGridBackend, build_payload
+from newsletter.esp.sendgrid import SendGridBackend, SendGridSettings, build_payload
 from newsletter.personalize import Personalizer
 from prism import prism
 from test_send import SECRET, _Sub
@@ -29,16 +29,14 @@ def mock_url() -> Iterator[str]:
         yield url
 
 
+SENDGRID = SendGridSettings(
+    asm_group_id=1234, asm_groups_to_display=[1234, 5678], sandbox_mode=True, ip_pool="newsletters"
+)
+
+
 @pytest.fixture(scope="module")
 def settings(sample_workspace: Path):  # type: ignore[no-untyped-def]
-    return Workspace(sample_workspace).config.send.model_copy(
-        update={
-            "asm_group_id": 1234,
-            "asm_groups_to_display": [1234, 5678],
-            "sandbox_mode": True,
-            "ip_pool": "newsletters",
-        }
-    )
+    return Workspace(sample_workspace).config.send
 
 
 CONTENT = IssueContent(
@@ -70,7 +68,7 @@ def _batch(n: int, **kw: object) -> Batch:
 
 
 def test_a_full_batch_is_accepted(mock_url: str, settings) -> None:  # type: ignore[no-untyped-def]
-    backend = SendGridBackend("SG.contract-test", settings, host=mock_url)
+    backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
     assert backend.send_batch(CONTENT, _batch(3)).status == 202
     assert backend.send_batch(CONTENT, _batch(MAX_BATCH)).status == 202
     assert (
@@ -79,7 +77,7 @@ def test_a_full_batch_is_accepted(mock_url: str, settings) -> None:  # type: ign
 
 
 def test_a_scheduled_batch_is_accepted(mock_url: str, settings) -> None:  # type: ignore[no-untyped-def]
-    backend = SendGridBackend("SG.contract-test", settings, host=mock_url)
+    backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
     schedule_id = backend.create_schedule()  # POST /v3/mail/batch
     assert isinstance(schedule_id, str) and schedule_id
     batch = _batch(5, send_at=1_900_000_000, schedule_id=schedule_id)
@@ -90,8 +88,8 @@ def test_invalid_payload_is_rejected_with_the_violation(
     mock_url: str,
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
-    backend = SendGridBackend("SG.contract-test", settings, host=mock_url)
-    payload = build_payload(CONTENT, _batch(2), settings)
+    backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
+    payload = build_payload(CONTENT, _batch(2), settings, SENDGRID)
     del payload["from"]
     with pytest.raises(ProviderRejected) as err:
         backend.post_payload(payload)
@@ -104,8 +102,8 @@ def test_more_than_1000_personalizations_is_rejected(
     mock_url: str,
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
-    backend = SendGridBackend("SG.contract-test", settings, host=mock_url)
-    payload = build_payload(CONTENT, _batch(MAX_BATCH + 1), settings)
+    backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
+    payload = build_payload(CONTENT, _batch(MAX_BATCH + 1), settings, SENDGRID)
     with pytest.raises(ProviderRejected) as err:
         backend.post_payload(payload)
     assert err.value.status == 400 and "personalizations" in err.value.message

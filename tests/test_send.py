@@ -23,7 +23,7 @@ from newsletter import message, tokens
 from newsletter.config import Workspace
 from newsletter.errors import ConfigError, LedgerError
 from newsletter.esp.base import CORRELATION_KEYS, Batch, IssueContent
-from newsletter.esp.sendgrid import build_payload, encode_payload, retry_after
+from newsletter.esp.sendgrid import SendGridSettings, build_payload, encode_payload, retry_after
 from newsletter.ledger import (
     B_CANCELLED,
     B_SENT,
@@ -234,14 +234,9 @@ class _Sub:
 def test_payload_in_sendgrid_terms_without_personal_data_in_custom_args(
     workspace: Path,
 ) -> None:
-    settings = Workspace(workspace).config.send.model_copy(
-        update={
-            "asm_group_id": 42,
-            "asm_groups_to_display": [42, 43],
-            "sandbox_mode": True,
-            "open_tracking": False,
-            "ip_pool": "newsletters",
-        }
+    settings = Workspace(workspace).config.send.model_copy(update={"open_tracking": False})
+    sendgrid = SendGridSettings(
+        asm_group_id=42, asm_groups_to_display=[42, 43], sandbox_mode=True, ip_pool="newsletters"
     )
     p = Personalizer([SECRET.encode()], "https://news.example.org/", None, "en")
     recipients = [p(_Sub(f"p{i}@example.org", f"Doe, Jo{i}", "Jo", "sample")) for i in range(3)]
@@ -255,7 +250,7 @@ def test_payload_in_sendgrid_terms_without_personal_data_in_custom_args(
         "reply@example.org",
     )
     batch = Batch("2019-09", "7", "31", 1, recipients, send_at=1_900_000_000, schedule_id="abc")
-    payload = build_payload(content, batch, settings)
+    payload = build_payload(content, batch, settings, sendgrid)
     assert len(payload["personalizations"]) == 3
     first = payload["personalizations"][0]
     assert first["to"] == [{"email": "p0@example.org", "name": "Doe  Jo0".replace("  ", " ")}]
@@ -281,7 +276,8 @@ def test_payload_in_sendgrid_terms_without_personal_data_in_custom_args(
 
 
 def test_fast_encoding_is_byte_identical_to_json_dumps(workspace: Path) -> None:
-    settings = Workspace(workspace).config.send.model_copy(update={"asm_group_id": 7})
+    settings = Workspace(workspace).config.send
+    sendgrid = SendGridSettings(asm_group_id=7)
     p = Personalizer([SECRET.encode()], "https://news.example.org/", "u@example.org", "fr")
     odd = [
         'Zoë "Zed" O\'Brien',
@@ -308,8 +304,8 @@ def test_fast_encoding_is_byte_identical_to_json_dumps(workspace: Path) -> None:
         Batch("2019-09", "1", "2", 1, recipients),
         Batch("2019-09", "1", "2", 1, [], send_at=5, schedule_id="x"),
     ):
-        fast = encode_payload(content, batch, settings)
-        assert fast == json.dumps(build_payload(content, batch, settings)).encode()
+        fast = encode_payload(content, batch, settings, sendgrid)
+        assert fast == json.dumps(build_payload(content, batch, settings, sendgrid)).encode()
     # International domains go to SendGrid in their ASCII form; the token keeps the original.
     sent = json.loads(encode_payload(content, Batch("2019-09", "1", "2", 1, recipients), settings))
     assert sent["personalizations"][0]["to"][0]["email"] == "p0@xn--exmple-cua.org"

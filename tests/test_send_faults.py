@@ -10,19 +10,17 @@ backoff_max and send.timeout, so this takes seconds.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import urllib.error
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import run_cli
@@ -164,25 +162,29 @@ def test_no_answer_pauses_the_cli_with_both_choices(workspace: Path, stub: StubS
 
 
 def test_transport_errors_before_and_after_the_request_left() -> None:
-    """urllib wraps in URLError what fails while connecting and writing; what fails while
-    waiting for the answer comes unwrapped.  Only the latter may have been accepted."""
+    """What fails while connecting or writing the request (httpx's Connect*/Write*) was not
+    accepted; what fails while waiting for the answer may have been.  A read error after
+    a failed write (httpx reads on, for an early answer) counts as not sent."""
     before = [
-        urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
-        urllib.error.URLError(TimeoutError("timed out")),  # connect timeout
-        urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
-        urllib.error.URLError(BrokenPipeError(32, "Broken pipe")),  # body not fully written
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ConnectTimeout("timed out"),  # connect timeout
+        httpx.ConnectError("[Errno -2] Name or service not known"),
+        httpx.WriteError("[Errno 32] Broken pipe"),  # body not fully written
     ]
     for exc in before:
         mapped = map_transport_error(exc)
         assert not isinstance(mapped, DeliveryUnknown) and "cannot connect" in mapped.message
+    broken_write = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    assert not isinstance(map_transport_error(broken_write, left=False), DeliveryUnknown)
     after = [
-        TimeoutError("timed out"),  # read timeout
-        http.client.RemoteDisconnected("Remote end closed connection without response"),
-        ConnectionResetError(104, "Connection reset by peer"),
-        http.client.IncompleteRead(b""),
+        httpx.ReadTimeout("timed out"),  # read timeout
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("[Errno 104] Connection reset by peer"),
+        httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
     ]
     for exc in after:
         assert isinstance(map_transport_error(exc), DeliveryUnknown), exc
+        assert isinstance(map_transport_error(exc, left=True), DeliveryUnknown), exc
 
 
 def test_refusal_stops_with_sendgrid_message_then_resume_finishes_once(

@@ -44,11 +44,13 @@ def env(url: str) -> dict[str, str]:
     return {**TEST_ENV, "SENDGRID_API_KEY": "SG.test-key", "SENDGRID_API_HOST": url}
 
 
-def set_group(ws: Path, group: int) -> None:
+def set_group(ws: Path, group: int, table: str = "sendgrid") -> None:
+    """asm_group_id in [sendgrid] (or, as older files have it, in [send])."""
     config = ws / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if line.split("#")[0].strip() == f"[{table}]")
     config.write_text(
-        text.replace("[send]\n", f"[send]\nasm_group_id = {group}\n", 1), encoding="utf-8"
+        text.replace(header + "\n", f"{header}\nasm_group_id = {group}\n", 1), encoding="utf-8"
     )
 
 
@@ -306,3 +308,42 @@ def test_nonsense_creation_dates_become_the_sync_time(workspace: Path) -> None:
     synced = datetime.fromtimestamp(result.synced_at, UTC).isoformat(timespec="seconds")
     assert (at["a@example.org"], at["b@example.org"]) == (synced, synced)
     assert at["c@example.org"] == "2020-09-13T12:26:40+00:00"
+
+
+def test_a_rate_limit_waits_for_the_later_of_its_two_headers() -> None:
+    """As the send does (newsletter.retry.retry_after): Retry-After and X-RateLimit-Reset
+    together mean the later of the two; the sync used to take Retry-After alone."""
+    waits: list[float] = []
+    answers = iter(
+        [
+            httpx.Response(
+                429,
+                headers={
+                    "Retry-After": "1",
+                    "X-RateLimit-Reset": str(int(datetime.now(UTC).timestamp()) + 30),
+                },
+            ),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    api = SuppressionsAPI(
+        "http://127.0.0.1:9",
+        "SG.x",
+        transport=httpx.MockTransport(lambda request: next(answers)),
+        sleep=waits.append,
+    )
+    assert api.get(UNSUBS) == []
+    [wait] = waits
+    assert 28.0 <= wait <= 30.0
+
+
+def test_an_old_send_asm_group_id_is_still_synced_with_a_warning(cli: Any, workspace: Path) -> None:
+    set_group(workspace, 42, table="send")
+    group = "/v3/asm/groups/42/suppressions"
+    stub = Stub(lists={UNSUBS: [], BOUNCES: [], SPAM: [], group: ["left@example.org"]})
+    with stub_sendgrid(stub):
+        result = cli("suppressions", "sync", env=env(stub.url))
+    assert result.code == 0, result.err
+    assert len(stub.calls(group)) == 1
+    assert rows(workspace)[-1]["email"] == "left@example.org"
+    assert "`send.asm_group_id` has moved to the [sendgrid] table" in result.err

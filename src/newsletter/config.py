@@ -5,26 +5,40 @@ the usual set-up); every other path is derived from it here, so that no module
 guesses where `issues/`, `subscribers/` or the state database live.  Secrets
 come only from the environment and are never part of :class:`Config`, so they
 cannot end up in a log line that prints the configuration.
+
+Nothing here knows a provider: ``[send]`` holds what every backend understands, and a
+provider's own settings live in its own table (``[sendgrid]``), whose model
+(a :class:`ProviderSettings`) is declared beside the backend in ``esp/`` and found
+through :mod:`newsletter.esp.registry`.  Keys that used to sit in ``[send]`` and now
+belong to a provider (``send.asm_group_id`` ...) are still read, with a one-time
+warning naming their new place.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from .errors import ConfigError, format_path
 
 CONFIG_FILE = "newsletter.toml"
 WORKSPACE_ENV = "NEWSLETTER_WORKSPACE"
 SECRET_ENV = "NEWSLETTER_SECRET"
-SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
-SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 
 HexColour = str
@@ -79,25 +93,36 @@ class Archive(_Section):
 
 
 class Send(_Section):
-    backend: Literal["auto", "sendgrid", "outbox"] = "auto"
-    batch_size: int = Field(default=1000, ge=1, le=1000)
+    """What every backend understands.  Provider settings go in the provider's own table."""
+
+    backend: str = Field(default="auto", description="auto, or a name from esp/registry.py")
+    batch_size: int | None = Field(
+        default=None, ge=1, description="recipients per request; default: the backend's most"
+    )
     rate: float | None = Field(default=None, gt=0, description="requests per second, at most")
-    api_host: HttpUrl | None = None
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=6, ge=0)
     backoff_base: float = Field(default=1.0, ge=0, description="first retry wait, seconds")
     backoff_max: float = Field(default=60.0, ge=0, description="longest retry wait, seconds")
     pause_after_failures: int = Field(default=5, ge=1)
-    asm_group_id: int | None = None
-    asm_groups_to_display: list[int] = Field(default_factory=list, max_length=25)
-    sandbox_mode: bool = False
+    # Tracking stays here, not in a provider's table: every provider we would add has
+    # both switches, and `newsletter check` needs click_tracking whatever the backend
+    # (tracked links make the HTML larger, which Gmail clips).
     open_tracking: bool = True
     click_tracking: bool = True
     unsubscribe_url: HttpUrl = Field(
         description="public base URL of `newsletter serve`; the one-click link is <this>/u/<token>"
     )
     unsubscribe_mailto: str | None = None
-    ip_pool: str | None = None
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from .esp.registry import BACKENDS
+
+        if value != "auto" and value not in BACKENDS:
+            raise ValueError(f"must be one of auto, {', '.join(BACKENDS)}")
+        return value
 
     @field_validator("unsubscribe_url")
     @classmethod
@@ -134,6 +159,26 @@ class Server(_Section):
     )
 
 
+class ProviderSettings(_Section):
+    """A provider's own table in newsletter.toml (``[sendgrid]``), declared in ``esp/``.
+
+    ``table`` names it; ``moved_from_send`` lists its keys that older versions read from
+    ``[send]`` (still read there, with a warning); ``sandbox_key`` names the key that asks
+    the provider to deliver nothing, so that no other backend ignores it unnoticed.
+    """
+
+    table: ClassVar[str] = ""
+    moved_from_send: ClassVar[tuple[str, ...]] = ()
+    sandbox_key: ClassVar[str | None] = None
+
+    @property
+    def sandbox_requested(self) -> bool:
+        return bool(self.sandbox_key and getattr(self, self.sandbox_key))
+
+
+P = TypeVar("P", bound=ProviderSettings)
+
+
 class Config(_Section):
     language: str = Field(default="en", min_length=2, max_length=8)
     theme: str = "default"
@@ -144,6 +189,18 @@ class Config(_Section):
     archive: Archive
     send: Send
     server: Server = Server()
+    # Provider tables, validated by their own models: see load_config.
+    _providers: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
+
+    def provider(self, model: type[P]) -> P:
+        """A provider's settings: its table as written, else its defaults."""
+        found = self._providers.get(model.table)
+        return found if isinstance(found, model) else model()
+
+    @property
+    def provider_tables(self) -> dict[str, ProviderSettings]:
+        """The provider tables the file has (directly or through old [send] keys)."""
+        return dict(self._providers)
 
 
 def load_config(path: Path) -> Config:
@@ -164,18 +221,104 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             f"{path}: {exc}", key=CONFIG_FILE, hint="see the README for the format"
         ) from None
+    tables = _provider_tables(data, path)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = format_path(err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting"
-        elif err["type"] == "missing":
-            msg = "required setting is missing"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{path}: setting `{key}`: {msg}{more}", key=key) from None
+        raise _config_error(path, exc) from None
+    providers: dict[str, ProviderSettings] = {}
+    for model, values, origin in tables:
+        try:
+            providers[model.table] = model.model_validate(values)
+        except ValidationError as exc:
+            raise _config_error(path, exc, origin) from None
+    config._providers = providers
+    return config
+
+
+def _config_error(
+    path: Path, exc: ValidationError, origin: dict[str, str] | None = None
+) -> ConfigError:
+    """The first error, named as the file names it (``origin``: a provider key -> its table)."""
+    err = exc.errors()[0]
+    loc = err["loc"]
+    if origin is not None:
+        first = str(loc[0]) if loc else ""
+        loc = (origin.get(first, ""), *loc) if origin.get(first) else loc
+    key = format_path(loc)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    elif err["type"] == "missing":
+        msg = "required setting is missing"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{path}: setting `{key}`: {msg}{more}", key=key)
+
+
+_warned: set[str] = set()  # old [send] keys already warned about in this process
+
+
+def _provider_tables(
+    data: dict[str, Any], path: Path
+) -> list[tuple[type[ProviderSettings], dict[str, Any], dict[str, str]]]:
+    """Take the provider tables (and the provider keys of an older [send]) out of ``data``.
+
+    Returns (model, values, origin) per provider, origin telling for each key which table
+    it was written in, so an error names the key where the user wrote it.  A backend's
+    module is imported only if the file has its table, or [send] has a key [send] does
+    not know (which may be one a provider took over).
+    """
+    from .esp.registry import BACKENDS, settings_models
+
+    send = data["send"] if isinstance(data.get("send"), dict) else {}
+    present = [name for name in BACKENDS if name in data]
+    strangers = [key for key in send if key not in Send.model_fields]
+    if not present and not strangers:
+        return []
+    out = []
+    moved: list[tuple[str, str]] = []  # (table, key)
+    for model in settings_models(only=None if strangers else present):
+        raw = data.get(model.table)
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(
+                f"{path}: `{model.table}` must be a table ([{model.table}])", key=model.table
+            )
+        values: dict[str, Any] = dict(raw or {})
+        origin = dict.fromkeys(values, model.table)
+        for key in model.moved_from_send:
+            if key not in send:
+                continue
+            if key in values:
+                raise ConfigError(
+                    f"{path}: `send.{key}` is also set as `{model.table}.{key}`",
+                    key=f"send.{key}",
+                    hint=f"`{key}` belongs in [{model.table}] now; delete it from [send]",
+                )
+            values[key] = send.pop(key)
+            origin[key] = "send"
+            moved.append((model.table, key))
+        data.pop(model.table, None)
+        if values or raw is not None:
+            out.append((model, values, origin))
+    _warn_moved(path, moved)
+    return out
+
+
+def _warn_moved(path: Path, moved: list[tuple[str, str]]) -> None:
+    """One line on stderr per table, once per process (a server reloads its config)."""
+    for table in dict.fromkeys(t for t, _ in moved):
+        keys = [k for t, k in moved if t == table and f"{t}.{k}" not in _warned]
+        if not keys:
+            continue
+        _warned.update(f"{table}.{k}" for k in keys)
+        old = ", ".join(f"`send.{k}`" for k in keys)
+        print(
+            f"warning: {path}: {old} {'has' if len(keys) == 1 else 'have'} moved to the "
+            f"[{table}] table; still read from [send] for now, but move "
+            f"{'it' if len(keys) == 1 else 'them'} under [{table}] (the old place will "
+            "stop working in a later version)",
+            file=sys.stderr,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,30 @@ else that escapes is a bug and is shown with its traceback.
     ├── CheckFailed                  `check` found errors; the build refuses to write
     ├── LedgerError                  the send state refuses a transition (already sent, unknown outcome)
     ├── StateDatabaseError           .newsletter/state.db is busy, full, damaged or unwritable (exit 2)
+    │   └── EventStoreError          (events.py) the events tables in it cannot be opened or written
     ├── TokenError                   a forged, truncated or altered unsubscribe token
     └── ProviderError                the email provider answered with an error: .status, .body
         ├── ProviderRejected         400/401/403/413: stop, the request will not succeed if repeated
-        └── ProviderUnavailable      429/5xx/timeouts/connection errors: retry later
+        └── ProviderUnavailable      429/5xx/connection refused before the request left: retry later
+            └── DeliveryUnknown      (esp/base.py) the request left, no answer: never retried by itself
+
+Errors that never reach the user as such: each is caught close to where it is
+raised and turned into an answer or a message.
+
+::
+
+    Exception
+    ├── WebhookRefused               (esp/webhooks.py) a webhook post failed its signature: 403
+    ├── ValueError
+    │   └── BatchError               (esp/webhooks.py) a webhook body that is not a batch of events: 400
+    ├── BodyTooLarge, BodyTimeout,   (server/bodies.py) a request body over the cap (413), too slow
+    │   ClientGone                   (408), or abandoned by its client (one log line)
+    ├── TooManyNodes                 (issue_yaml.py) an alias bomb in a YAML file: an IssueError
+    ├── _TooLong                     (subscribers.py) a subscriber's values over the provider's limit
+    └── _Stop                        (engine.py) a send must stop: becomes the report's state and reason
+
+``tests/test_architecture.py`` fails when a module defines an exception that is not
+named here.
 
 Errors carry data, not formatting, so that ``--format json`` and the web pages
 can present them in their own way.

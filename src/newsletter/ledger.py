@@ -34,7 +34,7 @@ lock on ``.newsletter/issue-<id>.lock``), so two `newsletter send` commands of
 the same issue cannot both decide that nobody has it yet.
 
 The database uses WAL so that `newsletter serve` can read batches (webhook
-events name their batch in ``custom_args``) while a send writes, and
+events name their batch in their correlation keys) while a send writes, and
 ``synchronous=FULL`` so that a committed mark survives a power cut.
 """
 

@@ -27,7 +27,7 @@ from .errors import (
     SubscriberListError,
 )
 from .esp.base import Backend
-from .esp.registry import open_backend
+from .esp.registry import check_support, open_backend
 from .ledger import (
     UNFINISHED,
     BatchInfo,
@@ -90,6 +90,7 @@ class Plan:
     send_at: datetime | None = None
     test: bool = False
     dev_key: bool = False
+    delivers: bool = True  # False: the backend writes files (a dry run then runs it)
 
     @property
     def batches(self) -> int:
@@ -137,6 +138,8 @@ class Planner:
         self.built = built
         self.options = options
         self.backend = backend or open_backend(ws, options.backend)
+        # Whatever the backend cannot do (a batch size, --send-at, a sandbox) stops here.
+        self.batch_size = check_support(ws, self.backend, send_at=options.send_at, now=clock.now())
         self.keys, self.dev_key = unsubscribe_keys(self.backend)
         self._ledger = ledger
         self.clock = clock
@@ -207,9 +210,10 @@ class Planner:
             tags=tags,
             backend=self.backend.name,
             destination=self.backend.describe(),
-            batch_size=self.ws.config.send.batch_size,
+            batch_size=self.batch_size,
             send_at=self.options.send_at,
             dev_key=self.dev_key,
+            delivers=self.backend.capabilities.delivers,
         )
 
     def plan(self) -> Plan:
@@ -331,7 +335,7 @@ class Planner:
                     f"send #{s.id} was scheduled for {plan.send_at.isoformat()}, which has "
                     "passed; resuming it would send at once",
                     hint=f"`newsletter cancel {issue_id}` abandons it (the "
-                    f"{s.recipients_sent:,} recipients SendGrid accepted keep it); then "
+                    f"{s.recipients_sent:,} recipients {self.backend.label} accepted keep it); then "
                     f"`newsletter send {self.built.source} {lists}` sends the rest "
                     "(add --send-at to schedule them)",
                 )

@@ -1,25 +1,77 @@
 """When to retry a request, how long to wait, and how fast to post: the send's pacing.
 
 Kept apart from the engine so that the policy (exponential backoff with jitter, a
-request rate) is one small thing to read and to test.
+request rate, how long a rate limit asks us to wait) is one small thing to read and
+to test.  Every client of a provider (the send, `suppressions sync`) reads a rate
+limit's wait through :func:`retry_after`, so they agree on it.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from email.utils import parsedate_to_datetime
 
 from .clock import SYSTEM, Clock
-from .config import (
-    Send,
-)
+from .config import Send
 
-if TYPE_CHECKING:
-    pass
+RETRY_AFTER = "Retry-After"
+RATE_LIMIT_RESET = "X-RateLimit-Reset"
 
-# A clearly-labelled key for the outbox when NEWSLETTER_SECRET is unset: its links are
-# for looking at, and will not be accepted by a server that has the real secret.
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A header by name, whatever its case (httpx.Headers already ignores case; a dict may not)."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return None if value is None else str(value).strip()
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
+    """Seconds a rate-limited client must wait, from the answer's headers; None if they do
+    not say (the caller then backs off on its own).
+
+    - ``Retry-After``: seconds (RFC 9110), or an HTTP date;
+    - ``X-RateLimit-Reset``: the unix time at which the limit resets (SendGrid's 429).
+
+    When both are present we wait for the later of the two moments: retrying before
+    either allows it only earns another 429.  ``now`` is the unix time (default: this
+    computer's clock; X-RateLimit-Reset is a wall-clock time, so a monotonic clock
+    would be wrong here).  A value that is not a number or a date, or is not finite,
+    counts as absent; a time already past means 0.
+    """
+    now = time.time() if now is None else now
+    waits: list[float] = []
+    after = _header(headers, RETRY_AFTER)
+    if after:
+        seconds = _seconds(after)
+        if seconds is None:
+            try:
+                seconds = parsedate_to_datetime(after).timestamp() - now
+            except (TypeError, ValueError, IndexError, OverflowError):
+                seconds = None
+        if seconds is not None:
+            waits.append(seconds)
+    reset = _header(headers, RATE_LIMIT_RESET)
+    if reset:
+        at = _seconds(reset)
+        if at is not None:
+            waits.append(at - now)
+    return max(0.0, *waits) if waits else None
 
 
 @dataclass(frozen=True)

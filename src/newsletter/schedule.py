@@ -1,10 +1,13 @@
-"""Scheduled sends: when a send may be scheduled for, and cancelling one."""
+"""Scheduled sends: when a send may be scheduled for, and cancelling one.
+
+The limits (how far ahead, how late a schedule can be cancelled) are the backend's:
+:attr:`newsletter.esp.base.Capabilities.scheduling`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from .config import (
     Workspace,
@@ -14,8 +17,8 @@ from .errors import (
     LedgerError,
     ProviderRejected,
 )
-from .esp.base import Backend
-from .esp.registry import open_backend
+from .esp.base import Backend, duration
+from .esp.registry import BACKENDS, backend_class, open_backend
 from .ledger import (
     CANCELLED,
     PAUSED,
@@ -26,20 +29,15 @@ from .ledger import (
     SendSummary,
 )
 
-if TYPE_CHECKING:
-    pass
 
-# A clearly-labelled key for the outbox when NEWSLETTER_SECRET is unset: its links are
-# for looking at, and will not be accepted by a server that has the real secret.
+def parse_send_at(text: str, now: datetime | None = None, backend: str | None = None) -> datetime:
+    """ISO 8601 -> an aware datetime in the future (no zone = this computer's), and no
+    further ahead than the backend (by default: any backend) can schedule.
 
-MAX_SCHEDULE_AHEAD = timedelta(hours=72)  # SendGrid's limit for send_at
-
-
-CANCEL_MARGIN = timedelta(minutes=10)  # SendGrid cannot cancel later than this before send_at
-
-
-def parse_send_at(text: str, now: datetime | None = None) -> datetime:
-    """ISO 8601 -> an aware datetime within SendGrid's 72 hours (no zone = this computer's)."""
+    The CLI parses --send-at before it knows which backend auto picks, so it checks
+    against the furthest any backend allows; the send checks its own backend's limit
+    again (:func:`newsletter.esp.registry.check_support`).
+    """
     now = now or datetime.now(UTC)
     raw = text.strip()
     try:
@@ -54,13 +52,21 @@ def parse_send_at(text: str, now: datetime | None = None) -> datetime:
         when = when.astimezone()  # local time of this computer
     if when <= now:
         raise ConfigError(f"--send-at {text!r} is in the past", key="--send-at")
-    if when - now > MAX_SCHEDULE_AHEAD:
-        raise ConfigError(
-            f"--send-at {text!r} is more than 72 hours ahead",
-            key="--send-at",
-            hint="SendGrid schedules at most 72 hours in advance",
-        )
+    classes = [backend_class(name) for name in ([backend] if backend else BACKENDS)]
+    furthest, ahead = classes[0], timedelta(0)
+    for cls in classes:
+        scheduling = cls.capabilities.scheduling
+        if scheduling is not None and scheduling.max_ahead > ahead:
+            furthest, ahead = cls, scheduling.max_ahead
+    furthest.check_send_at(when, now, text)
     return when
+
+
+def _cancel_limit(s: SendSummary, backend: Backend | None) -> tuple[str, timedelta]:
+    """(label, cancel margin) of the backend a send went through."""
+    where = backend if backend is not None else backend_class(s.backend)
+    scheduling = where.capabilities.scheduling
+    return where.label, scheduling.cancel_margin if scheduling else timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,8 @@ class Cancelled:
     """What :func:`cancel_send` did to one send."""
 
     send: SendSummary  # as it is now (cancelled)
-    at_provider: bool  # SendGrid called off the messages it held for the scheduled time
-    why_not: str = ""  # a scheduled send SendGrid could not cancel: why
+    at_provider: bool  # the provider called off the messages it held for the scheduled time
+    why_not: str = ""  # a scheduled send the provider could not cancel: why
 
 
 def cancel_send(
@@ -82,10 +88,11 @@ def cancel_send(
 ) -> list[Cancelled]:
     """Cancel the scheduled sends of an issue and abandon its unfinished ones.
 
-    A send scheduled at SendGrid, more than 10 minutes before its time, is cancelled
-    there: nobody receives any of it.  An unfinished send that SendGrid can no longer
-    cancel (its time has passed or is too close, SendGrid refused, or it never got a
-    schedule there) is abandoned here: the batches SendGrid accepted go (or went) out
+    A send scheduled at the provider, earlier than its cancel margin before its time
+    (SendGrid: 10 minutes), is cancelled there: nobody receives any of it.  An
+    unfinished send that the provider can no longer cancel (its time has passed or is
+    too close, the provider refused, or it never got a schedule there) is abandoned
+    here: the batches the provider accepted go (or went) out
     and stay counted as sent; nothing else of it will be posted, and its people who
     did not get it may be sent the issue by a new send.  A complete scheduled send
     too close to its time cannot be cancelled: it is going out.
@@ -122,17 +129,19 @@ def _cancel(
     for s in targets:  # refuse before changing anything
         if ledger.is_running_elsewhere(s.id):
             raise LedgerError(f"send #{s.id} is running; press Ctrl-C there first")
-        if s.state == SCHEDULED and due(s) - now < CANCEL_MARGIN:
+        label, margin = _cancel_limit(s, backend)
+        if s.state == SCHEDULED and due(s) - now < margin:
             raise LedgerError(
-                f"send #{s.id} of {issue_id} is due at {due(s).isoformat()}; SendGrid can "
-                "only cancel a scheduled send until 10 minutes before its time",
+                f"send #{s.id} of {issue_id} is due at {due(s).isoformat()}; {label} can "
+                f"only cancel a scheduled send until {duration(margin)} before its time",
                 hint="it is going out as scheduled",
             )
     done = []
     for s in targets:
         at_provider, why_not = False, ""
+        label, margin = _cancel_limit(s, backend)
         if s.schedule_id:
-            if due(s) - now >= CANCEL_MARGIN:
+            if due(s) - now >= margin:
                 be = backend or open_backend(ws, s.backend)
                 try:
                     be.cancel_schedule(s.schedule_id)
@@ -140,7 +149,7 @@ def _cancel(
                 except ProviderRejected as exc:
                     if s.state == SCHEDULED:
                         raise
-                    why_not = f"SendGrid could not cancel it: {exc.message}"
+                    why_not = f"{label} could not cancel it: {exc.message}"
                 finally:
                     if be is not backend:
                         be.close()
@@ -148,11 +157,11 @@ def _cancel(
                 why_not = f"its time ({due(s).isoformat()}) has passed"
             else:
                 why_not = (
-                    f"it is due at {due(s).isoformat()}, and SendGrid can only cancel a "
-                    "scheduled send until 10 minutes before its time"
+                    f"it is due at {due(s).isoformat()}, and {label} can only cancel a "
+                    f"scheduled send until {duration(margin)} before its time"
                 )
         elif s.send_at:
-            why_not = "it never got as far as SendGrid's schedule"
+            why_not = f"it never got as far as {label}'s schedule"
         if s.state == SENDING:
             ledger.transition(s.id, PAUSED, note="the sending process stopped")
         note = "cancelled by the user" + (f" (abandoned here only: {why_not})" if why_not else "")

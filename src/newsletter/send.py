@@ -125,7 +125,7 @@ class SendSession(Planner):
             content=content,
             personalize=personalize,
             policy=RetryPolicy.from_config(cfg),
-            batch_size=cfg.batch_size,
+            batch_size=self.batch_size,
             pacer=Pacer(rate, self.clock),
             progress=progress,
             clock=self.clock,
@@ -188,8 +188,7 @@ class SendSession(Planner):
                     ledger.transition(send_id, FAILED, note=exc.message)
                     raise
                 ledger.set_schedule(send_id, schedule_id, send_at)
-            if self.backend.name == "outbox":
-                self._clear_outbox()
+            self.backend.clear(plan.issue_id)  # the outbox's files of an earlier run
         engine = self._engine_for(ledger, issue_content(self.ws, self.built), progress)
         audience, refresh = self._audience(plan)
         report = engine.run(
@@ -210,18 +209,12 @@ class SendSession(Planner):
             self.audience_counts = counts
         return report
 
-    def _clear_outbox(self) -> None:
-        from .esp.outbox import OutboxBackend
-
-        if isinstance(self.backend, OutboxBackend):
-            self.backend.clear(self.built.issue_id)
-
     def _execute_dry(self, plan: Plan, progress: Progress | None) -> SendReport:
-        """A dry run posts nothing; through the outbox it writes the files, with a throw-away
-        ledger so the real one is untouched."""
-        if self.backend.name != "outbox":
+        """A dry run posts nothing; through a backend that delivers nothing (the outbox) it
+        writes the files, with a throw-away ledger so the real one is untouched."""
+        if self.backend.capabilities.delivers:
             return SendReport(send_id=0, state=PLANNED, message="dry run: nothing was sent")
-        self._clear_outbox()
+        self.backend.clear(plan.issue_id)
         with Ledger(":memory:") as scratch:
             send_id = scratch.create_send(
                 plan.issue_id,

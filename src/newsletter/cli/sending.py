@@ -29,6 +29,7 @@ from rich.progress import (
 
 from ..engine import StopReason
 from ..errors import NewsletterError
+from ..esp.registry import backend_choices
 from ..ledger import CANCELLED, DONE, FAILED, PAUSED, SCHEDULED, Ledger, SendSummary
 from . import app, console, err_console, state
 
@@ -39,10 +40,12 @@ if TYPE_CHECKING:
     from ..send import SendSession
 
 
-class BackendChoice(StrEnum):
-    auto = "auto"
-    sendgrid = "sendgrid"
-    outbox = "outbox"
+# --backend's choices are the registry's names (esp/registry.py), so a new provider needs
+# no change here.  Built at run time; to the type checker it is just a StrEnum.
+if TYPE_CHECKING:
+    BackendChoice = StrEnum
+else:
+    BackendChoice = StrEnum("BackendChoice", [(name, name) for name in backend_choices()])
 
 
 class Format(StrEnum):
@@ -296,7 +299,9 @@ def send(
     backend: Annotated[
         BackendChoice | None,
         typer.Option(
-            "--backend", help="auto (SendGrid if SENDGRID_API_KEY is set), sendgrid or outbox."
+            "--backend",
+            help="Where the messages go: auto (the first backend that is set up: SendGrid "
+            "when SENDGRID_API_KEY is set, else the outbox folder) or a backend's name.",
         ),
     ] = None,
     test_to: Annotated[
@@ -367,7 +372,7 @@ def _run_session(session: SendSession, ws: Workspace, options: SendOptions, *, y
         _say(DEV_SECRET_WARNING, err=True)
     plan = session.plan()
     _print_plan(plan, session.built.subject)
-    if options.dry_run and plan.backend != "outbox":
+    if options.dry_run and plan.delivers:
         _say("dry run: nothing was sent")
         return 0
     if plan.batches == 0 and (not plan.unknown or options.unknown == "skip"):

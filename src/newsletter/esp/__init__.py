@@ -1,6 +1,8 @@
-"""Email backends: the interface (base) and its providers (sendgrid, outbox).
+"""Email backends: the interface (base), the registry of providers by name (registry),
+and the providers (sendgrid, outbox).
 
-Only the modules in this package know a provider's vocabulary; see base.py.
+Only the modules in this package know a provider's vocabulary; see base.py.  A new
+provider is a module here and one line in registry.BACKENDS.
 """
 
 from .base import (
@@ -12,10 +14,12 @@ from .base import (
     MAX_BATCH,
     Backend,
     Batch,
+    Capabilities,
     DeliveryUnknown,
     IssueContent,
     Outcome,
     Recipient,
+    Scheduling,
 )
 
 __all__ = [
@@ -27,8 +31,10 @@ __all__ = [
     "MAX_BATCH",
     "Backend",
     "Batch",
+    "Capabilities",
     "DeliveryUnknown",
     "IssueContent",
     "Outcome",
     "Recipient",
+    "Scheduling",
 ]

@@ -24,8 +24,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import ProviderUnavailable
+from ..errors import ConfigError, ProviderUnavailable
+
+if TYPE_CHECKING:
+    from ..config import ProviderSettings, Workspace
 
 # Correlation keys attached to every message (SendGrid: custom_args); values are strings
 # and carry no personal data.  Webhook events come back with them, which is how an event
@@ -36,7 +41,9 @@ KEY_SEND = "nl_send"
 KEY_BATCH = "nl_batch"
 CORRELATION_KEYS = (KEY_ISSUE, KEY_LIST, KEY_SEND, KEY_BATCH)
 
-MAX_BATCH = 1000  # recipients per request: SendGrid's limit on personalizations
+# The most recipients the send engine puts in one batch (it holds them in memory and in
+# one ledger transaction).  A backend may take fewer per request: Capabilities.max_batch.
+MAX_BATCH = 1000
 
 
 class DeliveryUnknown(ProviderUnavailable):
@@ -116,11 +123,91 @@ class Prepared:
     body: bytes | None = None
 
 
+def duration(span: timedelta) -> str:
+    """72 hours, 10 minutes, 90 seconds: a provider's limit in a message."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0 and (unit != "day" or seconds > 3 * 86400):
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """A provider that holds messages until a given time, and can call them off."""
+
+    max_ahead: timedelta  # how far ahead a send may be scheduled
+    cancel_margin: timedelta  # a schedule cannot be cancelled later than this before its time
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do.  A setting that asks for something its backend cannot do is
+    a configuration error naming the setting (:func:`newsletter.esp.registry.check_support`),
+    never silently ignored: a send that the user believes is scheduled, sandboxed or
+    tracked must be exactly that."""
+
+    max_batch: int  # recipients per request at most
+    scheduling: Scheduling | None = None  # None: cannot schedule (--send-at)
+    substitutions: bool = False  # per-recipient placeholder values within one request
+    sandbox: bool = False  # a mode in which the provider accepts messages but delivers none
+    tracking: bool = False  # open and click tracking (send.open_tracking, send.click_tracking)
+    delivers: bool = True  # False: nothing leaves this machine (the outbox writes files)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_batch <= MAX_BATCH:
+            raise ValueError(f"max_batch must be 1..{MAX_BATCH} (the engine's largest batch)")
+
+
 class Backend(ABC):
-    """Posts batches of one issue; may schedule and cancel a send for later."""
+    """Posts batches of one issue; may schedule and cancel a send for later.
+
+    A backend class is found by name in :mod:`newsletter.esp.registry`, declares its
+    :class:`Capabilities` and, if it has settings of its own, the model of its table in
+    ``newsletter.toml`` (``settings_model``), and builds itself with :meth:`from_workspace`.
+    """
 
     name: str = "backend"  # as the user names it (--backend, the ledger)
     label: str = "the provider"  # as messages name it: "SendGrid may or may not have it"
+    capabilities: ClassVar[Capabilities] = Capabilities(max_batch=1)
+    # The model of the backend's own table in newsletter.toml ([sendgrid]), if it has one.
+    settings_model: ClassVar[type[ProviderSettings] | None] = None
+
+    @classmethod
+    @abstractmethod
+    def from_workspace(cls, ws: Workspace) -> Backend:
+        """The backend as the workspace configures it (settings, secrets from the environment)."""
+
+    @classmethod
+    def chosen_by_auto(cls) -> bool:
+        """Whether `send.backend = "auto"` picks this backend (e.g. its API key is set);
+        auto takes the first such backend in the registry's order."""
+        return False
+
+    @classmethod
+    def check_send_at(cls, when: datetime, now: datetime, shown: str | None = None) -> None:
+        """Refuse a time this backend cannot schedule (ConfigError naming --send-at);
+        ``shown``: the time as the user wrote it."""
+        scheduling = cls.capabilities.scheduling
+        if scheduling is None:
+            raise ConfigError(
+                f"--send-at: {cls.label} cannot schedule a send",
+                key="--send-at",
+                hint="leave out --send-at and run the send when it should go out, or use a "
+                "backend that can schedule (--backend)",
+            )
+        if when - now > scheduling.max_ahead:
+            ahead = duration(scheduling.max_ahead)
+            raise ConfigError(
+                f"--send-at {shown or when.isoformat()!r} is more than {ahead} ahead",
+                key="--send-at",
+                hint=f"{cls.label} schedules at most {ahead} in advance",
+            )
+
+    def clear(self, issue_id: str) -> None:  # noqa: B027 - optional hook
+        """Forget what an earlier run of a new send (or dry run) of the issue left on this
+        machine (the outbox's files); a provider keeps nothing here."""
 
     @abstractmethod
     def describe(self) -> str:

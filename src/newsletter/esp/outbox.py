@@ -6,6 +6,10 @@ the SendGrid backend would post, and per recipient
 would receive, placeholders filled, openable in any mail program.  It is the
 default when no ``SENDGRID_API_KEY`` is set, so a new user can see exactly what
 a send would do before it can do anything.
+
+It can do what SendGrid can (it writes SendGrid's requests, scheduled ones included)
+except deliver: :attr:`Capabilities.delivers` is false, which is what lets a dry run
+write its files and lets the outbox sign links with a labelled development key.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
-from ..config import Send
+from ..config import ProviderSettings, Send, Workspace
 from ..errors import ProviderRejected
 from ..message import fill, mime_message
-from .base import Backend, Batch, IssueContent, Outcome
-from .sendgrid import encode_payload
+from .base import Backend, Batch, Capabilities, IssueContent, Outcome
+from .sendgrid import CAPABILITIES, SendGridSettings, encode_payload
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
 
@@ -37,11 +43,29 @@ class OutboxBackend(Backend):
 
     name = "outbox"
     label = "the outbox"
+    capabilities: ClassVar[Capabilities] = replace(CAPABILITIES, delivers=False)
+    settings_model: ClassVar[type[ProviderSettings] | None] = None  # reads [sendgrid]
 
-    def __init__(self, root: Path, settings: Send, *, write_eml: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        settings: Send,
+        *,
+        write_eml: bool = True,
+        sendgrid: SendGridSettings | None = None,
+    ) -> None:
         self.root = root
         self.settings = settings
+        self.sendgrid = sendgrid
         self.write_eml = write_eml
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace) -> OutboxBackend:
+        return cls(ws.outbox_dir, ws.config.send, sendgrid=ws.config.provider(SendGridSettings))
+
+    @classmethod
+    def chosen_by_auto(cls) -> bool:
+        return True  # needs nothing: what auto falls back to
 
     def folder(self, issue_id: str) -> Path:
         return self.root / issue_id
@@ -70,7 +94,7 @@ class OutboxBackend(Backend):
         # The very bytes the SendGrid backend posts.
         target = batch_file(folder, batch.seq)
         tmp = target.with_suffix(".json.tmp")
-        tmp.write_bytes(encode_payload(content, batch, self.settings))
+        tmp.write_bytes(encode_payload(content, batch, self.settings, self.sendgrid))
         tmp.replace(target)
         if self.write_eml:
             self._write_eml(folder / target.stem, content, batch)

@@ -3,7 +3,7 @@
 The webhook may miss events (the server was down longer than SendGrid's 24-hour
 retry window, or the webhook was never configured), so `newsletter suppressions
 sync` asks SendGrid directly: global unsubscribes, bounces, spam reports and, if
-``send.asm_group_id`` is set, that unsubscribe group.  It pages with
+``[sendgrid] asm_group_id`` is set, that unsubscribe group.  It pages with
 ``limit``/``offset`` and asks only for entries created since the previous sync
 (kept in the SQLite state, with an hour of overlap: entries already on file are
 skipped, so overlap costs nothing and a late-indexed entry is not missed).  It
@@ -13,11 +13,12 @@ sync is enough even while the server is down.
 
 This is the only module that knows these endpoints' shapes.  The HTTP client is
 httpx with an injectable transport, so tests can stand anything in for SendGrid.
+The API host and a rate limit's wait are read as the send reads them
+(:func:`newsletter.esp.sendgrid.api_host`, :func:`newsletter.retry.retry_after`).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,13 +27,14 @@ from typing import Any
 
 import httpx
 
-from ..config import SENDGRID_HOST_ENV, SENDGRID_KEY_ENV, Workspace, env_secret
+from ..config import Workspace
 from ..errors import ProviderError, ProviderRejected, ProviderUnavailable
 from ..events import EventStore
+from ..retry import retry_after
 from ..subscribers import normalise_email
 from ..suppressions import Suppression, add_suppressions, merge_pending
+from .sendgrid import API_KEY_ENV, SendGridSettings, api_host, api_key
 
-DEFAULT_HOST = "https://api.sendgrid.com"
 PAGE_SIZE = 500  # SendGrid's maximum for these endpoints
 MAX_PAGES = 20_000  # 10 million entries: past this something is wrong (an API ignoring offset)
 OVERLAP_SECONDS = 3600
@@ -88,24 +90,13 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def api_base(ws: Workspace) -> str:
-    """SENDGRID_API_HOST, else config send.api_host, else SendGrid's public API."""
-    env = os.environ.get(SENDGRID_HOST_ENV, "").strip()
-    if env:
-        return env.rstrip("/")
-    configured = ws.config.send.api_host
-    return str(configured).rstrip("/") if configured else DEFAULT_HOST
-
-
 def _retry_after(response: httpx.Response, attempt: int) -> float:
-    """Seconds to wait: Retry-After, else X-RateLimit-Reset (SendGrid's 429), else back off."""
-    value = response.headers.get("retry-after", "")
-    if value.strip().isdigit():
-        return min(float(value), MAX_WAIT_SECONDS)
-    reset = response.headers.get("x-ratelimit-reset", "")
-    if reset.strip().isdigit():
-        return min(max(0.0, float(reset) - time.time()), MAX_WAIT_SECONDS)
-    return min(2.0**attempt, MAX_WAIT_SECONDS)
+    """Seconds to wait: what the answer asks (:func:`retry_after`), else back off; at most
+    a minute, so a sync never hangs for long on one page."""
+    wait = retry_after(response.headers, time.time())
+    if wait is None:
+        wait = 2.0**attempt
+    return min(wait, MAX_WAIT_SECONDS)
 
 
 class SuppressionsAPI:
@@ -168,7 +159,7 @@ class SuppressionsAPI:
                     f"SendGrid refused GET {path}: {status} {body}",
                     status=status,
                     body=body,
-                    hint=f"check that {SENDGRID_KEY_ENV} is right and its API key has"
+                    hint=f"check that {API_KEY_ENV} is right and its API key has"
                     " 'Suppressions' read access",
                 )
             if not 200 <= status < 300:
@@ -249,7 +240,7 @@ def sync_suppressions(ws: Workspace, api: SuppressionsAPI, *, full: bool = False
             (ListResult(name), reason, f"sendgrid:{name}", api.pages(path, since))
             for name, path, reason in LISTS
         ]
-        group = ws.config.send.asm_group_id
+        group = ws.config.provider(SendGridSettings).asm_group_id
         if group is not None:
             path = f"/v3/asm/groups/{group}/suppressions"  # one unpaged list of addresses
             sources.append(
@@ -280,6 +271,6 @@ def sync_suppressions(ws: Workspace, api: SuppressionsAPI, *, full: bool = False
 
 
 def api_from_workspace(ws: Workspace) -> SuppressionsAPI:
-    key = env_secret(SENDGRID_KEY_ENV, header=True)
+    key = api_key()
     assert key is not None
-    return SuppressionsAPI(api_base(ws), key, timeout=ws.config.send.timeout)
+    return SuppressionsAPI(api_host(ws), key, timeout=ws.config.send.timeout)
