@@ -131,8 +131,9 @@ class SendEngine:
         progress: Progress | None = None,
         clock: Clock = SYSTEM,
     ) -> None:
-        if not 1 <= batch_size <= MAX_BATCH:
-            raise ValueError(f"batch size must be 1..{MAX_BATCH}")
+        limit = backend.capabilities.max_batch
+        if not 1 <= batch_size <= limit:
+            raise ValueError(f"batch size must be 1..{limit} for {backend.label}")
         self.ledger = ledger
         self.backend = backend
         self.content = content

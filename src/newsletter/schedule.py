@@ -76,6 +76,7 @@ class Cancelled:
     send: SendSummary  # as it is now (cancelled)
     at_provider: bool  # the provider called off the messages it held for the scheduled time
     why_not: str = ""  # a scheduled send the provider could not cancel: why
+    provider: str = "the provider"  # as messages name it ("SendGrid", "the outbox")
 
 
 def cancel_send(
@@ -166,5 +167,5 @@ def _cancel(
             ledger.transition(s.id, PAUSED, note="the sending process stopped")
         note = "cancelled by the user" + (f" (abandoned here only: {why_not})" if why_not else "")
         ledger.transition(s.id, CANCELLED, note=note, schedule_cancelled=at_provider)
-        done.append(Cancelled(ledger.send(s.id), at_provider, why_not))
+        done.append(Cancelled(ledger.send(s.id), at_provider, why_not, label))
     return done

@@ -290,7 +290,11 @@ def send(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     send_at: Annotated[
         str | None,
-        typer.Option("--send-at", help="Schedule for this time (ISO 8601, within 72 hours)."),
+        typer.Option(
+            "--send-at",
+            help="Schedule for this time (ISO 8601), within what the provider allows "
+            "(SendGrid: 72 hours).",
+        ),
     ] = None,
     rate: Annotated[
         float | None,
@@ -524,13 +528,13 @@ def cancel(
         s = c.send
         if c.at_provider:
             _say(
-                f"cancelled scheduled send #{s.id} of {s.issue_id} at SendGrid (was due "
+                f"cancelled scheduled send #{s.id} of {s.issue_id} at {c.provider} (was due "
                 f"{_when(s.send_at)}): nobody receives it"
             )
         elif s.send_at:
             _say(
                 f"abandoned send #{s.id} of {s.issue_id} here only: {c.why_not}.  The "
-                f"{s.recipients_sent:,} recipients in batches SendGrid accepted get it at "
+                f"{s.recipients_sent:,} recipients in batches {c.provider} accepted get it at "
                 f"{_when(s.send_at)} (or got it); nobody else will from this send"
             )
         else:
