@@ -26,6 +26,8 @@ bench:
 	.venv/bin/python benchmarks/bench_build.py
 	.venv/bin/python benchmarks/bench_send.py
 	.venv/bin/python benchmarks/bench_events.py
+	.venv/bin/python benchmarks/bench_serve_hostile.py
+	.venv/bin/python benchmarks/bench_kill_matrix.py
 
 golden:
 	NEWSLETTER_REFRESH_GOLDEN=1 .venv/bin/pytest -q tests/test_golden.py

@@ -16,6 +16,13 @@ In a test::
 ``go_down()`` stops listening, so connections are refused (nothing reaches the
 stub), and ``come_back()`` listens again on the same port.
 
+To act at an exact point of a send (the kill matrix, tests/killmatrix.py):
+``wait_for_sends(n)`` returns once the n-th mail send was received,
+``wait_for_answers(n)`` once the n-th was answered, and ``on_answer(n, record)``,
+if set, is called in the serving thread right after the n-th answer was written.
+A request cut short by a client that died while sending it is not received (SendGrid
+would not accept half a request); ``truncated`` counts them.
+
 As a separate process (the benchmark)::
 
     python tests/stub_sendgrid.py --port 0      # prints the port; GET /_stats -> counts
@@ -30,7 +37,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,6 +51,7 @@ class Action:
     body: bytes = b""
     seconds: float | None = None  # hang: how long (None: until release())
     accepted: bool = True  # does this request count as delivered?
+    reset_in: float | None = None  # X-RateLimit-Reset = the answer's time + this
 
 
 def ok() -> Action:
@@ -61,12 +69,16 @@ def status(code: int, body: bytes | None = None, headers: dict[str, str] | None 
     )
 
 
-def rate_limited(reset_in: float = 0.2, *, retry_after: float | None = None) -> Action:
-    """429 with SendGrid's headers; X-RateLimit-Reset is a unix time."""
+def rate_limited(
+    reset_in: float = 0.2, *, retry_after: float | None = None, from_answer: bool = False
+) -> Action:
+    """429 with SendGrid's headers; X-RateLimit-Reset is a unix time: ``reset_in`` from now,
+    or (``from_answer``) from when the 429 is answered, so a scripted late request still
+    makes the client wait the full ``reset_in``."""
     headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0"}
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    else:
+    elif not from_answer:
         headers["X-RateLimit-Reset"] = f"{time.time() + reset_in:.3f}"
     return Action(
         "status",
@@ -74,6 +86,7 @@ def rate_limited(reset_in: float = 0.2, *, retry_after: float | None = None) -> 
         headers=headers,
         body=b'{"errors":[{"field":null,"message":"too many requests"}]}',
         accepted=False,
+        reset_in=reset_in if from_answer and retry_after is None else None,
     )
 
 
@@ -85,6 +98,15 @@ def hang(seconds: float | None = None, *, accepted: bool = False) -> Action:
 def close(*, accepted: bool = False) -> Action:
     """Read the request, then drop the connection without an answer."""
     return Action("close", accepted=accepted)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that died before reading its answer (the kill matrix kills them on
+        purpose) is no error of the stub's: no traceback for that."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -111,6 +133,9 @@ class StubSendGrid:
         self._release = threading.Event()
         self.requests: list[Recorded] = []
         self.stats = {"requests": 0, "sends": 0, "personalizations": 0, "bytes": 0}
+        self.answers = 0  # mail sends answered (a dropped connection is no answer)
+        self.truncated = 0  # requests cut short by the client (not received, not recorded)
+        self.on_answer: Callable[[int, Recorded], None] | None = None
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -130,6 +155,11 @@ class StubSendGrid:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if len(raw) < length:  # the client died while sending: nothing arrived
+                    with stub._lock:
+                        stub.truncated += 1
+                    self.close_connection = True
+                    return
                 stub._handle(self, raw)
 
             def _answer(self, code: int, body: bytes, headers: dict[str, str]) -> None:
@@ -148,7 +178,7 @@ class StubSendGrid:
         self.refused_windows = 0  # how many times go_down() was called
 
     def _listen(self, port: int) -> ThreadingHTTPServer:
-        server = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
+        server = _Server(("127.0.0.1", port), self._handler)
         server.daemon_threads = True
         return server
 
@@ -214,6 +244,25 @@ class StubSendGrid:
                 self._cond.wait(left)
         return True
 
+    def wait_for_answers(self, n: int, timeout: float = 30.0) -> bool:
+        """Block until ``n`` mail sends have been answered (the answer written)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.answers < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _answered(self, n: int, record: Recorded) -> None:
+        with self._cond:
+            self.answers += 1
+            self._cond.notify_all()
+        hook = self.on_answer
+        if hook is not None:
+            hook(n, record)
+
     # -- what was received ------------------------------------------------------------------
 
     def sends(self, *, accepted_only: bool = True) -> list[Recorded]:
@@ -246,12 +295,14 @@ class StubSendGrid:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = None
+        number = 0  # which mail send this is, 1-based (0: another endpoint)
         with self._cond:
             self.stats["requests"] += 1
             self.stats["bytes"] += len(raw)
             action = Action("ok")
             if path == "/v3/mail/send":
                 self.stats["sends"] += 1
+                number = self.stats["sends"]
                 if isinstance(body, dict):
                     self.stats["personalizations"] += len(body.get("personalizations", []))
                 elif not self.record_bodies:  # counting only: no need to parse 1 MB of JSON
@@ -276,6 +327,8 @@ class StubSendGrid:
             self._release.wait(action.seconds)
             with contextlib.suppress(OSError):
                 handler._answer(202, b"", {"X-Message-Id": uuid.uuid4().hex})
+            if number:
+                self._answered(number, record)
             return
         if action.kind == "close":
             handler.close_connection = True
@@ -283,9 +336,12 @@ class StubSendGrid:
                 handler.connection.shutdown(2)
             return
         if action.kind == "status":
-            handler._answer(
-                action.status, action.body, {"Content-Type": "application/json", **action.headers}
-            )
+            headers = {"Content-Type": "application/json", **action.headers}
+            if action.reset_in is not None:
+                headers["X-RateLimit-Reset"] = f"{time.time() + action.reset_in:.3f}"
+            handler._answer(action.status, action.body, headers)
+            if number:
+                self._answered(number, record)
             return
         if path == "/v3/mail/batch":
             handler._answer(
@@ -297,6 +353,7 @@ class StubSendGrid:
             handler._answer(201, raw, {"Content-Type": "application/json"})
         elif path == "/v3/mail/send":
             handler._answer(202, b"", {"X-Message-Id": uuid.uuid4().hex})
+            self._answered(number, record)
         else:
             handler._answer(404, b'{"errors":[{"message":"not found"}]}', {})
 

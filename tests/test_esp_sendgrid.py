@@ -250,3 +250,38 @@ def test_sandbox_mode_is_said_in_the_plan() -> None:
     be = SendGridBackend("SG.x", settings, sendgrid=SendGridSettings(sandbox_mode=True))
     assert be.describe() == "SendGrid (sandbox mode: nothing is delivered)"
     be.close()
+
+
+def test_leaving_is_called_once_the_connection_is_open_and_never_for_a_refused_one(
+    raw: Callable,  # type: ignore[type-arg]
+    workspace: Path,
+) -> None:
+    """The send marks a batch "may have been received" from the ``leaving`` call on: it
+    must come after connecting (a crash while connecting leaves nothing in doubt) and
+    before the server can have a byte of the request."""
+    seen_by_server_at_leaving: list[int] = []
+
+    def answer(conn: socket.socket, head: bytes) -> None:
+        server.read_body(conn, head, server.requests[-1][1])
+        conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    server = raw(answer)
+    be = backend(server.url, workspace)
+    prepared = be.prepare(CONTENT, _batch())
+    outcome = be.post(
+        prepared, leaving=lambda: seen_by_server_at_leaving.append(len(server.requests))
+    )
+    be.close()
+    assert outcome.status == 202
+    assert seen_by_server_at_leaving == [0]  # called once, before the request arrived
+
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{free.getsockname()[1]}"
+    free.close()
+    calls: list[int] = []
+    be = backend(url, workspace)
+    with pytest.raises(ProviderUnavailable):
+        be.post(be.prepare(CONTENT, _batch()), leaving=lambda: calls.append(1))
+    be.close()
+    assert calls == []  # nothing could leave: the batch stays ready

@@ -378,6 +378,11 @@ class SendEngine:
         """Post one batch until it is accepted or the send must stop; the bookkeeping
         around :meth:`_decide`."""
         prepared = self._batch(summary, info, rows)
+        batch_id = info.id
+
+        def leaving() -> None:
+            self.ledger.mark_posting(batch_id)
+
         tries = _Tries()
         ambiguous = info.ambiguous_attempts > 0 or info.resent
         while True:
@@ -385,12 +390,13 @@ class SendEngine:
             if delay > 0:
                 self._wait(delay, "pacing (--rate)")
             self._check_stop()  # nothing of this batch is out: it stays ready
-            # Only now can the request leave: until the answer is recorded, a crash
-            # leaves this batch unknown.  Every wait happens outside this window.
-            self.ledger.mark_posting(info.id)
+            # The batch is marked as leaving by the backend itself, once the connection
+            # is open and the request is about to be written: from then until the answer
+            # is recorded, a crash leaves it unknown.  Every wait, and the connecting,
+            # happen outside this window.
             self.pacer.mark()
             try:
-                outcome = self.backend.post(prepared)
+                outcome = self.backend.post(prepared, leaving=leaving)
             except ProviderError as exc:
                 no_answer = isinstance(exc, DeliveryUnknown)
                 self.ledger.note_attempt(

@@ -395,19 +395,19 @@ def _run_session(session: SendSession, ws: Workspace, options: SendOptions, *, y
     # Everything alive now (the built issue, the imported libraries) lives until we exit:
     # keep the garbage collector from re-scanning it for every batch (~8 % of a large send).
     gc.freeze()
-    with (
-        _Bar(plan.batches, plan.total_recipients) as bar,
-        _pause_on_interrupt(session.request_stop),
-    ):
-        report = session.execute(bar)
-    if options.dry_run:
-        folder = ws.outbox_dir / plan.issue_id
-        _say(
-            f"dry run: wrote {report.batches_sent} batch file(s) and "
-            f"{report.recipients_sent:,} .eml file(s) to {folder}; nothing was emailed"
-        )
-        return 0
-    return _report(report, session)
+    # The handlers stay until the summary is printed: a signal after the last batch must
+    # not turn a finished send into a killed process.
+    with _pause_on_interrupt(session.request_stop):
+        with _Bar(plan.batches, plan.total_recipients) as bar:
+            report = session.execute(bar)
+        if options.dry_run:
+            folder = ws.outbox_dir / plan.issue_id
+            _say(
+                f"dry run: wrote {report.batches_sent} batch file(s) and "
+                f"{report.recipients_sent:,} .eml file(s) to {folder}; nothing was emailed"
+            )
+            return 0
+        return _report(report, session)
 
 
 # --------------------------------------------------------------------------- status
@@ -501,7 +501,9 @@ def status(
             _say(
                 f"  batch {b['seq']} ({b['recipients']:,} recipients): posted, no answer"
                 + (
-                    "; resume with --resend-unknown or --skip-unknown"
+                    "; resume with --resend-unknown or --skip-unknown (to know which, look "
+                    f"in the provider's activity log for messages tagged nl_batch={b['batch']}:"
+                    " if they are there, skip)"
                     if d["state"] not in (CANCELLED, DONE)
                     else ""
                 )

@@ -22,7 +22,7 @@ Errors a backend raises, and what the send loop does with them:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
@@ -221,8 +221,17 @@ class Backend(ABC):
         """Everything before the request leaves (encoding); the default does nothing."""
         return Prepared(content, batch)
 
-    def post(self, prepared: Prepared) -> Outcome:
-        """Post a prepared batch; the default posts it with :meth:`send_batch`."""
+    def post(self, prepared: Prepared, leaving: Callable[[], None] | None = None) -> Outcome:
+        """Post a prepared batch; the default posts it with :meth:`send_batch`.
+
+        ``leaving`` is called once, at the last moment before the request can reach the
+        provider (a backend that talks to a server calls it when the connection is open
+        and the request is about to be written), so that the send records a batch as
+        "may have been received" only from then on: a crash while connecting, or a
+        refused connection, leaves nothing in doubt.
+        """
+        if leaving is not None:
+            leaving()
         return self.send_batch(prepared.content, prepared.batch)
 
     @abstractmethod

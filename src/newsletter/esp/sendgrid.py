@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -385,18 +386,24 @@ def map_transport_error(exc: Exception, *, left: bool | None = None) -> Provider
 
 
 class _Trace:
-    """httpx's documented ``trace`` extension: notes whether the request body was written
-    out in full (event ``<protocol>.send_request_body.complete``)."""
+    """httpx's documented ``trace`` extension: calls ``leaving`` when the connection is
+    open and the request's first byte is about to be written (event
+    ``<protocol>.send_request_headers.started``), and notes whether the body was
+    written out in full (``<protocol>.send_request_body.complete``)."""
 
-    __slots__ = ("left", "seen")
+    __slots__ = ("leaving", "left", "seen")
 
-    def __init__(self) -> None:
+    def __init__(self, leaving: Callable[[], None] | None = None) -> None:
         self.seen = False
         self.left = False
+        self.leaving = leaving
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         self.seen = True
-        if event.endswith(".send_request_body.complete"):
+        if self.leaving is not None and event.endswith(".send_request_headers.started"):
+            leaving, self.leaving = self.leaving, None
+            leaving()
+        elif event.endswith(".send_request_body.complete"):
             self.left = True
 
 
@@ -462,11 +469,13 @@ class SendGridBackend(Backend):
     def close(self) -> None:
         self._client.close()
 
-    def _post(self, path: str, body: bytes | None) -> httpx.Response:
+    def _post(
+        self, path: str, body: bytes | None, leaving: Callable[[], None] | None = None
+    ) -> httpx.Response:
         """POST ``body`` (JSON, already encoded) to ``path``; a 2xx answer or our error."""
         import httpx
 
-        trace = _Trace()
+        trace = _Trace(leaving)
         headers = {"Content-Type": "application/json"} if body is not None else None
         try:
             response = self._client.post(
@@ -481,10 +490,12 @@ class SendGridBackend(Backend):
             raise map_http_error(response)
         return response
 
-    def post_payload(self, payload: dict[str, Any] | bytes) -> Outcome:
+    def post_payload(
+        self, payload: dict[str, Any] | bytes, leaving: Callable[[], None] | None = None
+    ) -> Outcome:
         """POST a ``/v3/mail/send`` body: a dict, or JSON already encoded."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        response = self._post("/v3/mail/send", body)
+        response = self._post("/v3/mail/send", body, leaving)
         return Outcome(
             status=response.status_code, provider_id=response.headers.get("X-Message-Id")
         )
@@ -495,9 +506,9 @@ class SendGridBackend(Backend):
     def prepare(self, content: IssueContent, batch: Batch) -> Prepared:
         return Prepared(content, batch, encode_payload(content, batch, self.settings, self.options))
 
-    def post(self, prepared: Prepared) -> Outcome:
+    def post(self, prepared: Prepared, leaving: Callable[[], None] | None = None) -> Outcome:
         assert prepared.body is not None
-        return self.post_payload(prepared.body)
+        return self.post_payload(prepared.body, leaving)
 
     def create_schedule(self) -> str:
         response = self._post("/v3/mail/batch", None)
