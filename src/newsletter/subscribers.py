@@ -20,14 +20,19 @@ refuses anything else; suppressions accept such addresses.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import errno
+import fcntl
 import os
 import re
 import shutil
 import tempfile
+import time
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -36,6 +41,7 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_AT
 
 from .config import Workspace
 from .errors import Problem, SubscriberListError
+from .message import substitutions
 
 if TYPE_CHECKING:
     from .suppressions import SuppressionList
@@ -144,10 +150,18 @@ def normalise_recipient(raw: str) -> str:
     Such addresses (SMTPUTF8) are valid, and email-validator accepts them, but
     SendGrid rejects them, and with them the whole request of up to 1,000 people.
     International *domains* are fine: they go to SendGrid in their xn-- form.
-    Suppressions keep using :func:`normalise_email`, which accepts them, so an
-    entry for such an address can still be read and matched.
+    An address starting with ``=``, ``+`` or ``-`` is refused too: it is legal in
+    RFC 5322 but practically never a real mailbox, while in a list that is opened in
+    a spreadsheet it is a formula (CSV injection).  Suppressions keep using
+    :func:`normalise_email`, which accepts both kinds, so an entry for such an
+    address can still be read and matched.
     """
     email = normalise_email(raw)
+    if email[0] in "=+-":  # "@" at the start is already invalid
+        raise ValueError(
+            f"the address starts with {email[0]!r}, which a spreadsheet runs as a formula; "
+            "lists refuse such addresses"
+        )
     if not email.isascii() and not email.rpartition("@")[0].isascii():
         raise ValueError(NON_ASCII_LOCAL)
     return email
@@ -191,14 +205,17 @@ class Subscriber:
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
-    """A row that will not be used: an invalid address or a repeat of an earlier row."""
+    """A row that will not be used (an invalid address, a repeat of an earlier row), or,
+    with kind "warning", a row that is used but not exactly as written (a name with a
+    line break, a value a spreadsheet would run as a formula)."""
 
     path: Path
     line: int
-    kind: str  # "invalid" | "duplicate" (and "suppressed" in an ImportReport)
+    kind: str  # "invalid" | "duplicate" | "warning" (and "suppressed" in an ImportReport)
     email: str  # as written in the file
     reason: str
     first_line: int | None = None  # duplicates: the line of the row that is used
+    column: str | None = None  # the column concerned, as its header names it; None: email
 
     def render(self, path: str | None = None) -> str:
         """`file:line: kind: address: reason`; `path` replaces the file as shown."""
@@ -210,7 +227,7 @@ class RowProblem:
             message=f"{self.email!r}: {self.reason}",
             path=self.path,
             line=self.line,
-            field="email",
+            field=self.column or "email",
             code=self.kind,
         )
 
@@ -222,6 +239,7 @@ class RowProblem:
             "email": self.email,
             "reason": self.reason,
             "first_line": self.first_line,
+            "column": self.column,
         }
 
 
@@ -500,8 +518,123 @@ def list_path(ws: Workspace, name: str) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- values
+
+# A run of whitespace, line breaks (\n \r \v \f U+0085 U+2028 U+2029 are all \s) or
+# C0/C1 control characters; format characters (zero-width joiners) are left alone.
+_BLANK_RUN = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_NUMBERISH = re.compile(r"[+-][\d\s().,/-]*")  # -5, +33 (0)1 23 45: not formulas
+FORMULA_NEUTRALISER = "'"
+
+
+def clean_name(value: str) -> str:
+    """A name as it is sent: runs of whitespace, line breaks and control characters
+    become one space, and an apostrophe that `import` put before a formula-like value
+    is taken off again.
+
+    A cell typed with Alt+Enter in a spreadsheet holds a line break, which no mail
+    header may contain (the outbox crashed on it, SendGrid refuses it), so every
+    backend must get the cleaned value; rows are built in one place, which calls this.
+    """
+    if not value.isprintable() or "  " in value:
+        value = _BLANK_RUN.sub(" ", value).strip()
+    if value[:1] == FORMULA_NEUTRALISER and formula_start(value[1:]):
+        value = value[1:]
+    return value
+
+
+def formula_start(value: str) -> str | None:
+    """The character that makes a spreadsheet run `value` as a formula, if any.
+
+    OWASP's CSV-injection list is = + - @ (and tab or CR first, which the reader
+    already strips).  A value that is only a number or a phone number (``-5``,
+    ``+33 (0)1 23 45 67 89``) is left alone: a spreadsheet computes nothing
+    harmful from it, and flagging every phone number would bury real warnings.
+    """
+    if not value or value[0] not in "=+-@":
+        return None
+    if value[0] != "=" and value[0] != "@" and _NUMBERISH.fullmatch(value):
+        return None
+    return value[0]
+
+
+def _invisible(value: str) -> str | None:
+    """What `clean_name` removes that a person should hear about (not double spaces)."""
+    if value.isprintable():
+        return None
+    for char in value:
+        if char in _LINE_BREAKS:
+            return "a line break"
+    if "\t" in value:
+        return "a tab"
+    for char in value:
+        if unicodedata.category(char) == "Cc":
+            return f"an invisible control character (U+{ord(char):04X})"
+    return None
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    return f"'{value}'" if len(value) <= limit else f"'{value[: limit - 1]}…'"
+
+
+# SendGrid refuses a personalization whose substitutions (and custom args, headers)
+# exceed 10,000 bytes; what a row contributes is its first name (twice: as text and
+# HTML-escaped, see message.substitutions) and its name (the To display name).
+SENDGRID_PERSONALIZATION_BYTES = 10_000
+PERSONAL_VALUES_BYTES = 8_000
+# At most 8 bytes per character (4 in UTF-8, twice; or 1 + 6 for '"' escaped): rows whose
+# name and first name have at most this many characters together need no measuring.
+_PERSONAL_FAST_CHARS = PERSONAL_VALUES_BYTES // 8
+
+
+def personal_values_problem(name: str | None, first_name: str | None) -> str | None:
+    """Why SendGrid would refuse this recipient's personal values, or None.
+
+    The rule: the cleaned name and first name may use 8,000 bytes of a personalization
+    (the first name counted as text and HTML-escaped, the name as the display name),
+    which leaves 2,000 of SendGrid's 10,000 for what every recipient has: the
+    placeholder keys and the unsubscribe link (about 600 bytes with a long address),
+    which also goes into the List-Unsubscribe header.  In characters that is a
+    name of about 2,500 (plain Latin letters) or 1,000 (Chinese), far beyond any
+    real name: a row over it is a pasted paragraph, and one such row would make
+    SendGrid refuse the whole batch of 1,000 people.
+    """
+    if len(name or "") + len(first_name or "") <= _PERSONAL_FAST_CHARS:
+        return None
+    size = len(name.encode()) if name else 0
+    if first_name:
+        size += sum(len(v.encode()) for v in substitutions(first_name, "", "en").values())
+    if size <= PERSONAL_VALUES_BYTES:
+        return None
+    label, value = (
+        ("name", name) if len(name or "") >= len(first_name or "") else ("first name", first_name)
+    )
+    return (
+        f"the {label} is {len(value or ''):,} characters long; SendGrid refuses a recipient "
+        f"whose personal values exceed {SENDGRID_PERSONALIZATION_BYTES:,} bytes "
+        "(shorten it to the person's name)"
+    )
+
+
+_HALF_FAST = _PERSONAL_FAST_CHARS // 2
+
+
+class _TooLong(Exception):
+    """A row's names pass SendGrid's limit (raised while building, caught by the callers)."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.reason = reason
+
+
 class _RowBuilder:
-    """Turns the fields of one row into a Subscriber; column positions are fixed per file."""
+    """Turns the fields of one row into a Subscriber; column positions are fixed per file.
+
+    The one place rows become Subscribers (lists, sends, imports), so the one place
+    names are cleaned (:func:`clean_name`) and held to SendGrid's size limit.
+    """
 
     def __init__(self, layout: CsvLayout, list_name: str) -> None:
         self.list_name = list_name
@@ -518,6 +651,12 @@ class _RowBuilder:
             if known is None and name
         ]
         self.width = len(layout.header)
+        self.header = layout.header
+        self.personal = tuple(i for i in (self.name, self.first_name) if i is not None)
+        self.labels = {self.name: "the name", self.first_name: "the first name"}
+        self.text_columns = [
+            (i, name) for i, name in enumerate(layout.header) if i != self.email and name
+        ]
 
     @staticmethod
     def _get(fields: list[str], index: int | None) -> str | None:
@@ -532,12 +671,76 @@ class _RowBuilder:
         """How many non-empty values lie beyond the header's columns."""
         return sum(1 for value in fields[self.width :] if value)
 
-    def build(self, email: str, fields: list[str], line: int) -> Subscriber:
-        get = self._get
-        name = get(fields, self.name)
-        first_name = get(fields, self.first_name)
+    def names(self, fields: list[str]) -> tuple[str | None, str | None]:
+        """(name, first name) as sent: cleaned, the first name from the name if missing.
+
+        Raises _TooLong for names over :func:`personal_values_problem`'s budget.  The
+        common case (short, printable, single spaces) costs a few comparisons: this
+        runs for every row of every send.
+        """
+        name = self._get(fields, self.name)
+        unusual = False
+        if name is not None and (
+            len(name) > _HALF_FAST or not name.isprintable() or "  " in name or name[0] == "'"
+        ):
+            name = clean_name(name) or None
+            unusual = True
+        first_name = self._get(fields, self.first_name)
+        if first_name is not None and (
+            len(first_name) > _HALF_FAST
+            or not first_name.isprintable()
+            or "  " in first_name
+            or first_name[0] == "'"
+        ):
+            first_name = clean_name(first_name) or None
+            unusual = True
         if first_name is None and name is not None:
             first_name = name.split()[0]
+        if unusual:  # both at most _HALF_FAST characters otherwise: within the budget
+            reason = personal_values_problem(name, first_name)
+            if reason is not None:
+                longest = max(self.personal, key=lambda i: len(fields[i]) if i < len(fields) else 0)
+                raise _TooLong(self.header[longest], reason)
+        return name, first_name
+
+    def too_long(self, fields: list[str]) -> tuple[str, str] | None:
+        """(column, :func:`personal_values_problem`) for this row, or None."""
+        try:
+            self.names(fields)
+        except _TooLong as exc:
+            return exc.column, exc.reason
+        return None
+
+    def notes(self, fields: list[str], written: bool = False) -> list[tuple[str, str]]:
+        """(column, warning) for what is used but not as written: names with line breaks
+        or control characters, and values a spreadsheet would run as formulas (which
+        an import writes neutralised: `written`)."""
+        notes: list[tuple[str, str]] = []
+        for i in self.personal:
+            value = fields[i] if i < len(fields) else ""
+            what = _invisible(value) if value else None
+            if what:
+                cleaned = clean_name(value)
+                sent = f"sent as {_shown(cleaned)}" if cleaned else "left empty"
+                notes.append(
+                    (self.header[i], f"{self.labels[i]} contains {what}; it will be {sent}")
+                )
+        for i, column in self.text_columns:
+            char = formula_start(fields[i]) if i < len(fields) else None
+            if char:
+                note = (
+                    f"column {column!r} starts with {char!r}, which a spreadsheet runs as a formula"
+                )
+                if written:
+                    note += (
+                        f"; written as {_shown(FORMULA_NEUTRALISER + fields[i])} so it stays text"
+                    )
+                notes.append((column, note))
+        return notes
+
+    def build(self, email: str, fields: list[str], line: int) -> Subscriber:
+        get = self._get
+        name, first_name = self.names(fields)
         language = get(fields, self.language)
         tags_value = get(fields, self.tags)
         tags = (
@@ -545,6 +748,10 @@ class _RowBuilder:
             if tags_value
             else frozenset()
         )
+        if tags_value and FORMULA_NEUTRALISER in tags_value:  # written by import, see below
+            tags = frozenset(
+                t[1:] if t[0] == FORMULA_NEUTRALISER and formula_start(t[1:]) else t for t in tags
+            )
         attributes: Mapping[str, str] = (
             {key: fields[i] for key, i in self.attributes if i < len(fields) and fields[i]}
             if self.attributes
@@ -564,11 +771,17 @@ class _RowBuilder:
         )
 
 
+@lru_cache(maxsize=4096)
+def _same_as(line: int) -> str:
+    """One shared string per first line: a million repeats of one address cost no more."""
+    return f"same address as line {line}"
+
+
 _FILE_BITS = 20  # entries: key -> line << 20 | file number << 1 | selected flag
 
 
 def _scan(
-    path: Path, list_name: str, entries: dict[str, int], file_no: int
+    path: Path, list_name: str, entries: dict[str, int], file_no: int, warnings: bool = False
 ) -> Iterator[Subscriber | RowProblem | tuple[str, Subscriber]]:
     """The shared loop of iter_list and Audience.
 
@@ -576,6 +789,8 @@ def _scan(
     selected flag): a million-row list stays within budget, and a repeat inside the
     same file (a problem, reported with both lines) is told from the same person on
     an earlier list, yielded as ("overlap", subscriber) for Audience to decide.
+    With `warnings`, a used row's warnings (RowProblem kind "warning") come just
+    before its Subscriber; Audience does not ask for them.
     """
     builder: _RowBuilder | None = None
     file_mask = (1 << (_FILE_BITS - 1)) - 1
@@ -603,23 +818,36 @@ def _scan(
             continue
         key = email.lower()
         previous = entries.get(key)
+        if previous is not None and (previous >> 1) & file_mask == file_no:
+            first = previous >> _FILE_BITS
+            yield RowProblem(path, line, "duplicate", raw, _same_as(first), first)
+            continue
+        try:
+            subscriber = builder.build(email, fields, line)
+        except _TooLong as exc:  # invalid, so not registered: a later row may be used
+            yield RowProblem(path, line, "invalid", raw, exc.reason, column=exc.column)
+            continue
         if previous is None:
             entries[key] = (line << _FILE_BITS) | (file_no << 1)
-            yield builder.build(email, fields, line)
-        elif (previous >> 1) & file_mask == file_no:
-            first = previous >> _FILE_BITS
-            yield RowProblem(path, line, "duplicate", raw, f"same address as line {first}", first)
+            if warnings:
+                for column, note in builder.notes(fields):
+                    yield RowProblem(path, line, "warning", raw, note, column=column)
+            yield subscriber
         else:
-            yield ("overlap", builder.build(email, fields, line))
+            yield ("overlap", subscriber)
 
 
-def iter_list(path: Path, list_name: str) -> Iterator[Subscriber | RowProblem]:
+def iter_list(
+    path: Path, list_name: str, *, warnings: bool = False
+) -> Iterator[Subscriber | RowProblem]:
     """Every row of one list in file order: a Subscriber, or a RowProblem saying why not.
 
+    With `warnings`, also RowProblems of kind "warning" (each just before the
+    Subscriber it concerns) for values that are used, but not as written.
     Streaming; raises SubscriberListError for a file that cannot be read at all
     (encoding, header, unclosed quote) before yielding the row concerned.
     """
-    for item in _scan(path, list_name, {}, 0):
+    for item in _scan(path, list_name, {}, 0, warnings):
         if not isinstance(item, tuple):  # overlaps need several files; there is one here
             yield item
 
@@ -732,6 +960,126 @@ def describe_path(path: Path) -> str:
     return str(path) if relative.startswith("..") else relative
 
 
+# --------------------------------------------------------------------------- locking
+
+LOCK_QUIET_SECONDS = 0.5  # a wait shorter than this is not worth a message
+_IMPORT_TMP_PREFIX = "import-"  # .newsletter/tmp/import-<list>.<random>.tmp
+_TMP_IN_TMP_DIR = re.compile(r"import-(?P<list>.+)\.[a-z0-9_]{8}\.tmp")
+_TMP_BESIDE_LIST = re.compile(r"\.(?P<list>.+)\.csv\.[a-z0-9_]{8}\.tmp")  # fallback, older versions
+
+
+def _lock_path(ws: Workspace, name: str) -> Path:
+    return ws.state_dir / f"list-{list_file(ws, name).stem}.lock"
+
+
+def _open_lock(path: Path) -> int:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise _error(
+            path,
+            None,
+            f"cannot create the lock file of the list: {exc.strerror or exc}",
+            hint=f"the workspace's {path.parent.name}/ folder must be writable",
+        ) from None
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def list_lock(
+    ws: Workspace,
+    name: str,
+    *,
+    shared: bool = False,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Hold the lock of list `name` (`.newsletter/list-<name>.lock`, an ``fcntl.flock``).
+
+    `subscribers import` holds it exclusively for its whole read-merge-rename, so
+    two imports into one list run one after the other and the second merges on top
+    of the first (before, both copied the same list and the last rename lost the
+    other's rows).  Anything that must see the list stable without changing it (a
+    send freezing its recipients, a dry-run import) takes it ``shared=True``:
+    readers run together, and an import waits for them (and they for it).
+
+    If the lock is not free within LOCK_QUIET_SECONDS, `on_wait` is called once
+    (the CLI says what it is waiting for) and the wait goes on until it is free.
+    The lock belongs to the open file, so it is released when the block ends or
+    the process dies, even by SIGKILL; the lock file itself stays (deleting it
+    would let two processes lock two different files).  Locks are not reentrant:
+    do not take the same list's lock twice in one process.  Raises
+    SubscriberListError if the lock file cannot be created (``.newsletter/`` not
+    writable).
+    """
+    fd = _open_lock(_lock_path(ws, name))
+    try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        deadline = time.monotonic() + LOCK_QUIET_SECONDS
+        while not _try_flock(fd, mode):
+            if time.monotonic() >= deadline:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, mode)
+                break
+            time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _owner_is_idle(ws: Workspace, name: str) -> bool:
+    """True if no import (or send) holds list `name` now; probed without waiting."""
+    try:
+        fd = _open_lock(_lock_path(ws, name))
+    except SubscriberListError:
+        return False
+    try:
+        return _try_flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)
+
+
+def clean_stale_imports(ws: Workspace, holding: str) -> list[Path]:
+    """Delete the temporary copies that killed imports left behind; returns them.
+
+    Called by an import while it holds `holding`'s lock exclusively.  Only files
+    this module creates (recognised by their names) are touched, and another
+    list's only when nothing holds that list's lock, so a running import never
+    loses its file.  A large list makes a large copy, and a killed import (SIGKILL,
+    power cut) has no chance to remove its own.
+    """
+    removed: list[Path] = []
+    candidates: list[tuple[Path, str]] = []
+    for folder, pattern in ((ws.tmp_dir, _TMP_IN_TMP_DIR), (ws.subscribers_dir, _TMP_BESIDE_LIST)):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                match = pattern.fullmatch(path.name)
+                if match and path.is_file():
+                    candidates.append((path, match["list"]))
+    idle: dict[str, bool] = {}
+    for path, owner in candidates:
+        if owner != holding:
+            if owner not in idle:
+                try:
+                    idle[owner] = _owner_is_idle(ws, owner)
+                except SubscriberListError:  # not a list name: not ours after all
+                    idle[owner] = False
+            if not idle[owner]:
+                continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 # --------------------------------------------------------------------------- import
 
 
@@ -740,7 +1088,10 @@ class ImportReport:
     """What `subscribers import` did: counts by outcome and why each row was skipped.
 
     Rows already on the list are only counted (re-importing a whole CRM export is
-    normal and would drown the rest); every other skipped row is kept with its line.
+    normal and would drown the rest); every other skipped row is kept with its line,
+    and every warning about a row that was added (a value written neutralised, a
+    name with a line break).  A million problems fit (RowProblem has slots); the CLI
+    prints the first few of each kind and counts the rest.
     """
 
     source: Path
@@ -751,11 +1102,15 @@ class ImportReport:
     already_listed: int = 0
     skipped: list[RowProblem] = field(default_factory=list)
     dropped_columns: list[tuple[str, int]] = field(default_factory=list)  # name, values lost
+    warnings: list[RowProblem] = field(default_factory=list)
+    neutralised: int = 0  # values written with a leading apostrophe
+    stale_removed: int = 0  # temporary files of earlier, killed imports deleted
 
     def count(self, kind: str) -> int:
         return sum(1 for p in self.skipped if p.kind == kind)
 
-    def as_dict(self) -> dict[str, object]:
+    def head(self) -> dict[str, object]:
+        """Everything but the per-row lists (which :meth:`as_dict` adds)."""
         return {
             "source": str(self.source),
             "target": str(self.target),
@@ -763,8 +1118,15 @@ class ImportReport:
             "written": self.written,
             "added": self.added,
             "already_listed": self.already_listed,
-            "skipped": [p.as_dict() for p in self.skipped],
+            "neutralised": self.neutralised,
             "dropped_columns": [{"column": c, "values": n} for c, n in self.dropped_columns],
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **self.head(),
+            "skipped": [p.as_dict() for p in self.skipped],
+            "warnings": [p.as_dict() for p in self.warnings],
         }
 
 
@@ -786,6 +1148,8 @@ def import_list(
     suppressions: SuppressionList | None = None,
     create: bool = False,
     dry_run: bool = False,
+    workspace: Workspace | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> ImportReport:
     """Merge a CRM export into a list: new, valid, unsuppressed addresses are appended.
 
@@ -795,8 +1159,31 @@ def import_list(
     ``dropped_columns``, never dropped silently.  The write is atomic (temporary
     file, fsync, rename), so an interrupted import leaves the list as it was.
     Suppressed addresses are skipped: importing must not re-subscribe anyone who
-    asked to leave.
+    asked to leave.  A value a spreadsheet would run as a formula is written with
+    a leading apostrophe (OWASP's advice against CSV injection) and reported.
+
+    With `workspace` (the CLI always passes it), the whole read-merge-rename holds
+    :func:`list_lock` (shared for a dry run), so concurrent imports into one list
+    add up; the temporary copy is made in ``.newsletter/tmp/``, never in
+    ``subscribers/``, and the copies of earlier killed imports are removed first.
     """
+    if workspace is None:
+        return _import(source, target, suppressions, create, dry_run, None)
+    with list_lock(workspace, target.stem, shared=dry_run, on_wait=on_wait):
+        stale = [] if dry_run else clean_stale_imports(workspace, target.stem)
+        report = _import(source, target, suppressions, create, dry_run, workspace.tmp_dir)
+        report.stale_removed = len(stale)
+        return report
+
+
+def _import(
+    source: Path,
+    target: Path,
+    suppressions: SuppressionList | None,
+    create: bool,
+    dry_run: bool,
+    tmp_dir: Path | None,
+) -> ImportReport:
     report = ImportReport(source=source, target=target)
     source_layout = read_layout(source)
     if target.exists():
@@ -822,8 +1209,9 @@ def import_list(
     used = {i for i in columns if i is not None}
     dropped = [i for i, name in enumerate(source_layout.header) if i not in used and name]
     dropped_values = dict.fromkeys(dropped, 0)
+    rows = _RowBuilder(target_layout, target.stem)  # judges rows as the list will read them
 
-    with _AtomicAppend(target, target_layout, enabled=not dry_run) as out:
+    with _AtomicAppend(target, target_layout, enabled=not dry_run, tmp_dir=tmp_dir) as out:
         width = len(source_layout.header)
         email_in = source_layout.canonical.index("email")
         email_out = target_layout.index("email")
@@ -854,9 +1242,14 @@ def import_list(
                 continue
             if known is not None:
                 report.skipped.append(
-                    RowProblem(
-                        source, line, "duplicate", raw, f"same address as line {-known}", -known
-                    )
+                    RowProblem(source, line, "duplicate", raw, _same_as(-known), -known)
+                )
+                continue
+            row = [fields[i] if i is not None and i < len(fields) else "" for i in columns]
+            too_long = rows.too_long(row)
+            if too_long is not None:
+                report.skipped.append(
+                    RowProblem(source, line, "invalid", raw, too_long[1], column=too_long[0])
                 )
                 continue
             existing[key] = -line  # one dict for both files: lines of the import are negative
@@ -874,9 +1267,16 @@ def import_list(
             for i in dropped:
                 if i < len(fields) and fields[i]:
                     dropped_values[i] += 1
-            row = [fields[i] if i is not None and i < len(fields) else "" for i in columns]
             if email_out is not None:
                 row[email_out] = email
+            for column, note in rows.notes(row, written=not dry_run):
+                report.warnings.append(
+                    RowProblem(source, line, "warning", raw, note, column=column)
+                )
+            for i, _column in rows.text_columns:
+                if formula_start(row[i]):
+                    row[i] = FORMULA_NEUTRALISER + row[i]
+                    report.neutralised += 1
             out.write(row)
             report.added += 1
         out.commit = report.added > 0
@@ -886,12 +1286,21 @@ def import_list(
 
 
 class _AtomicAppend:
-    """Copy the target to a temporary file, append rows, fsync and rename over it."""
+    """Copy the target to a temporary file, append rows, fsync and rename over it.
 
-    def __init__(self, target: Path, layout: CsvLayout, *, enabled: bool) -> None:
+    The copy goes to `tmp_dir` (``.newsletter/tmp/``) when given, so that a killed
+    import leaves no hidden multi-megabyte file among the lists; if that folder is
+    on another file system (the rename fails with EXDEV), the copy is copied once
+    more beside the target and renamed from there, which is still atomic.
+    """
+
+    def __init__(
+        self, target: Path, layout: CsvLayout, *, enabled: bool, tmp_dir: Path | None = None
+    ) -> None:
         self.target = target
         self.layout = layout
         self.enabled = enabled
+        self.tmp_dir = tmp_dir
         self.commit = False
         self._tmp: Path | None = None
         self._handle: TextIO | None = None
@@ -901,9 +1310,13 @@ class _AtomicAppend:
         if not self.enabled:
             return self
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp"
-        )
+        if self.tmp_dir is not None:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(
+                dir=self.tmp_dir, prefix=f"{_IMPORT_TMP_PREFIX}{self.target.stem}.", suffix=".tmp"
+            )
+        else:
+            fd, name = self._beside()
         self._tmp = Path(name)
         handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._handle = handle
@@ -926,6 +1339,11 @@ class _AtomicAppend:
             self._writer.writerow(self.layout.header)
         return self
 
+    def _beside(self) -> tuple[int, str]:
+        return tempfile.mkstemp(
+            dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp"
+        )
+
     def write(self, row: list[str]) -> None:
         if self._writer is not None:
             self._writer.writerow(row)
@@ -938,7 +1356,12 @@ class _AtomicAppend:
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
                 self._handle.close()
-                os.replace(self._tmp, self.target)
+                try:
+                    os.replace(self._tmp, self.target)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    self._replace_across()
                 directory = os.open(self.target.parent, os.O_RDONLY)
                 try:
                     os.fsync(directory)
@@ -950,3 +1373,19 @@ class _AtomicAppend:
                 self._handle.close()
             if self._tmp.exists():
                 self._tmp.unlink()
+
+    def _replace_across(self) -> None:
+        """`tmp_dir` is on another file system: copy beside the target, rename that."""
+        assert self._tmp is not None
+        fd, name = self._beside()
+        beside = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out, self._tmp.open("rb") as copy:
+                shutil.copyfileobj(copy, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            shutil.copymode(self._tmp, beside)
+            os.replace(beside, self.target)
+        finally:
+            if beside.exists():
+                beside.unlink()

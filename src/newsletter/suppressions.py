@@ -31,20 +31,19 @@ from __future__ import annotations
 
 import csv
 import fcntl
-from contextlib import suppress
 import io
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import Workspace
-from .errors import Problem, SubscriberListError
-from .errors import StateDatabaseError
+from .errors import Problem, StateDatabaseError, SubscriberListError
 from .events import EventStore, PendingSuppression, pending_keys
-from .suppression_store import StoredSuppression, SuppressionStore
 from .subscribers import email_key, iter_rows, normalise_email, read_layout, suppression_key
+from .suppression_store import StoredSuppression, SuppressionStore
 
 REASONS = ("unsubscribed", "bounced", "spam", "manual")
 HEADER = ("email", "reason", "source", "at")
@@ -245,9 +244,7 @@ class SuppressionList:
             stamp = _stamp(os.fstat(handle.fileno()))
             if stamp == self._stamp:
                 return False
-            entries = (
-                list(read_suppressions(self.path)) if self.strict else self._read_leniently()
-            )
+            entries = list(read_suppressions(self.path)) if self.strict else self._read_leniently()
             self._file_keys = frozenset(e.key for e in entries)
             self._stamp = stamp
         self._mirror(entries)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -108,6 +109,78 @@ def _relative(problem: Problem) -> Problem:
 # --------------------------------------------------------------------------- subscribers
 
 
+SHOWN_PER_KIND = 20  # rows printed per file and kind; the rest are counted
+_KIND_WORDS = {
+    "invalid": "invalid rows",
+    "duplicate": "duplicate rows",
+    "suppressed": "suppressed rows",
+    "warning": "warnings",
+}
+
+
+class _Shown:
+    """The row messages a person reads: the first SHOWN_PER_KIND of each kind per file,
+    then one line saying how many more there are and where.
+
+    A list with a million repeats must not print a million lines (nor format a
+    million strings): `--format json` is where the complete list lives.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.lines: list[str] = []
+        self.counts: Counter[tuple[Path, str]] = Counter()
+        self.hidden: dict[tuple[Path, str], list[int]] = {}  # [count, first line, last line]
+
+    def add(self, problem: RowProblem) -> None:
+        key = (problem.path, problem.kind)
+        self.counts[key] += 1
+        if self.counts[key] <= SHOWN_PER_KIND:
+            self.lines.append(self.prefix + problem.render(describe_path(problem.path)))
+            return
+        hidden = self.hidden.get(key)
+        if hidden is None:
+            self.hidden[key] = [1, problem.line, problem.line]
+        else:
+            hidden[0] += 1
+            hidden[2] = problem.line
+
+    def total(self, *kinds: str) -> int:
+        return sum(n for (_, kind), n in self.counts.items() if kind in kinds)
+
+    def print(self) -> None:
+        for line in self.lines:
+            _say(line)
+        for (path, kind), (count, first, last) in self.hidden.items():
+            lines = f"line {first:,}" if first == last else f"lines {first:,} to {last:,}"
+            _say(
+                f"{self.prefix}... and {count:,} more {_KIND_WORDS.get(kind, kind)} in "
+                f"{describe_path(path)} ({lines}); `--format json` lists them all"
+            )
+
+
+_ROW_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
+def _write_json(head: dict[str, object], rows: dict[str, Iterable[RowProblem]]) -> None:
+    """`head` as indented JSON, then each list of rows one object per line, streamed:
+    a million rows are never one Python structure or one string."""
+    out = sys.stdout
+    items = [
+        f"  {json.dumps(k)}: " + json.dumps(v, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        for k, v in head.items()
+    ]
+    out.write("{\n" + ",\n".join(items))
+    for key, problems in rows.items():
+        out.write(f",\n  {json.dumps(key)}: [")
+        sep = "\n    "
+        for problem in problems:
+            out.write(sep + _ROW_JSON.encode(problem.as_dict()))
+            sep = ",\n    "
+        out.write("]" if sep == "\n    " else "\n  ]")
+    out.write("\n}\n")
+
+
 @subscribers_app.command("check")
 def check(
     lists: Annotated[
@@ -119,9 +192,10 @@ def check(
     ] = None,
     output: FormatOption = "text",
 ) -> None:
-    """Count each list's rows and show every invalid or duplicate row with its line.
+    """Count each list's rows and show invalid or duplicate rows (and warnings) with their line.
 
-    Exit status 1 when any row needs fixing or a file cannot be read.
+    Exit status 1 when any row needs fixing or a file cannot be read; warnings (a
+    name with a line break, a value a spreadsheet runs as a formula) do not fail.
     """
     ws = state.workspace()
     targets = _targets(ws, list(lists or []))
@@ -132,20 +206,30 @@ def check(
         file_errors.extend(exc.problems)
         suppressions = None
     results: list[dict[str, object]] = []
-    problems: list[RowProblem] = []
+    # json needs every row; text keeps only what it prints, whatever the list's size
+    problems: list[RowProblem] | None = [] if output == "json" else None
+    warnings: list[RowProblem] | None = [] if output == "json" else None
+    shown = _Shown()
     for name, path in targets:
         counts: Counter[str] = Counter()
         error: str | None = None
         try:
-            for item in iter_list(path, name):
-                counts["rows"] += 1
+            for item in iter_list(path, name, warnings=True):
                 if isinstance(item, Subscriber):
+                    counts["rows"] += 1
                     counts["valid"] += 1
                     if suppressions is not None and suppressions.contains_key(item.key):
                         counts["suppressed"] += 1
+                    continue
+                counts[item.kind] += 1
+                if item.kind == "warning":
+                    if warnings is not None:
+                        warnings.append(item)
                 else:
-                    counts[item.kind] += 1
-                    problems.append(item)
+                    counts["rows"] += 1
+                    if problems is not None:
+                        problems.append(item)
+                shown.add(item)
         except SubscriberListError as exc:
             file_errors.extend(exc.problems)
             error = exc.message
@@ -158,32 +242,25 @@ def check(
                 "invalid": counts["invalid"],
                 "duplicates": counts["duplicate"],
                 "suppressed": counts["suppressed"],
+                "warnings": counts["warning"],
                 "error": error,
             }
         )
-    failed = bool(problems or file_errors)
-    if output == "json":
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "ok": not failed,
-                    "lists": results,
-                    "problems": [p.as_dict() for p in problems],
-                    "file_errors": [p.as_dict() for p in file_errors],
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-            + "\n"
+    bad_rows = shown.total("invalid", "duplicate")
+    failed = bool(bad_rows or file_errors)
+    if problems is not None and warnings is not None:
+        _write_json(
+            {"ok": not failed, "lists": results, "file_errors": [p.as_dict() for p in file_errors]},
+            {"problems": problems, "warnings": warnings},
         )
     else:
-        _print_check(results, problems, file_errors)
+        _print_check(results, shown, file_errors)
     if failed:
         raise typer.Exit(1)
 
 
 def _print_check(
-    results: list[dict[str, object]], problems: list[RowProblem], file_errors: list[Problem]
+    results: list[dict[str, object]], shown: _Shown, file_errors: list[Problem]
 ) -> None:
     table = _table("list", "rows", "valid", "invalid", "duplicates", "suppressed")
     for r in results:
@@ -197,19 +274,25 @@ def _print_check(
                 )
             )
     console.print(table)
-    for problem in problems:
-        _say(problem.render(describe_path(problem.path)))
+    shown.print()
     for error in file_errors:
         _say(_relative(error).render())
-    if problems or file_errors:
+    bad_rows = shown.total("invalid", "duplicate")
+    warned = shown.total("warning")
+    warning_note = (
+        f"{warned:,} warning(s): those rows are used as the warnings say" if warned else ""
+    )
+    if bad_rows or file_errors:
         parts = []
-        if problems:
-            parts.append(f"{len(problems)} row(s) to fix")
+        if bad_rows:
+            parts.append(f"{bad_rows:,} row(s) to fix")
         if file_errors:
             parts.append(f"{len(file_errors)} file(s) that cannot be read")
         _say("problems: " + ", ".join(parts) + " (rows listed above are not sent to)")
+        if warning_note:
+            _say(warning_note)
     else:
-        _say("all lists OK")
+        _say("all lists OK" + (f"; {warning_note}" if warning_note else ""))
 
 
 @subscribers_app.command("import")
@@ -220,7 +303,11 @@ def import_(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; write nothing.")] = False,
     output: FormatOption = "text",
 ) -> None:
-    """Add the new, valid addresses of FILE to a list; report what was skipped and why."""
+    """Add the new, valid addresses of FILE to a list; report what was skipped and why.
+
+    Two imports into one list run one after the other: the second waits, then
+    merges on top of the first.
+    """
     ws = state.workspace()
     target = list_file(ws, list_name)
     if not target.exists() and not create:
@@ -232,15 +319,22 @@ def import_(
                 hint=f"lists: {names}; add --create to start a new list from {file}",
             )
         )
+
+    def waiting() -> None:
+        sys.stderr.write(f"waiting for another import of list {target.stem!r} to finish…\n")
+        sys.stderr.flush()
+
     report = import_list(
         file,
         target,
         suppressions=SuppressionList(ws.suppressions_path),
         create=create,
         dry_run=dry_run,
+        workspace=ws,
+        on_wait=waiting,
     )
     if output == "json":
-        sys.stdout.write(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        _write_json(report.head(), {"skipped": report.skipped, "warnings": report.warnings})
         return
     _print_import(report, dry_run)
 
@@ -260,14 +354,27 @@ def _print_import(report: ImportReport, dry_run: bool) -> None:
     ):
         table.add_row(label, str(report.count(kind)))
     console.print(table)
+    shown = _Shown("skipped ")
     for problem in report.skipped:
-        _say(f"skipped {problem.render(describe_path(problem.path))}")
+        shown.add(problem)
+    shown.print()
+    notes = _Shown()
+    for problem in report.warnings:
+        notes.add(problem)
+    notes.print()
+    if report.neutralised and not dry_run:
+        _say(
+            f"{report.neutralised:,} value(s) that a spreadsheet would run as a formula were "
+            "written with a leading ' so they stay text (newsletter reads them without it)"
+        )
     for column, values in report.dropped_columns:
         _say(
             f"column {column!r} not imported: {where} has no such column "
             f"({values} non-empty value(s) left out); add {column!r} to the header line of "
             f"{where} to keep it"
         )
+    if report.stale_removed:
+        _say(f"removed {report.stale_removed} temporary file(s) left by an interrupted import")
     if dry_run:
         _say(f"dry run: nothing written ({verb} {report.added}, skipped {skipped})")
     elif report.written:
