@@ -17,7 +17,12 @@ from conftest import run_cli
 from newsletter.config import Workspace
 from newsletter.ledger import DONE, PAUSED, Ledger
 from newsletter.suppression_store import SuppressionStore
-from newsletter.suppressions import Suppression, SuppressionList, add_suppressions
+from newsletter.suppressions import (
+    Suppression,
+    SuppressionList,
+    add_suppressions,
+    read_suppressions,
+)
 from stub_sendgrid import StubSendGrid
 from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
     _fast_retries,
@@ -163,3 +168,54 @@ def test_unreadable_file_mid_send_pauses_and_resume_finishes_exactly_once(
     )
     assert r.code == 0, r.err
     assert Counter(stub.emails()) == Counter(expected)
+
+
+def test_restore_writes_the_file_back_from_the_state_database(workspace: Path) -> None:
+    r = run_cli("suppressions", "add", "ana@example.org", "ben@example.org", cwd=workspace)
+    assert r.code == 0, r.err
+    path = _suppressions(workspace)
+    before = {s.key for s in read_suppressions(path)}
+    path.unlink()
+    shown = run_cli("suppressions", "list", cwd=workspace)
+    assert "ana@example.org" in shown.out and "missing from subscribers/suppressions.csv" in (
+        shown.out
+    )
+    r = run_cli("suppressions", "restore", cwd=workspace)
+    assert r.code == 0, r.err
+    assert "to a new subscribers/suppressions.csv" in r.out
+    assert {"ana@example.org", "ben@example.org"} <= {s.key for s in read_suppressions(path)}
+    assert before <= {s.key for s in read_suppressions(path)}
+    again = run_cli("suppressions", "restore", cwd=workspace)
+    assert "nothing to restore" in again.out
+
+
+def test_remove_takes_someone_off_the_file_and_the_copy(
+    workspace: Path, stub: StubSendGrid
+) -> None:
+    expected = write_list(workspace, "small", 6)
+    path = _suppressions(workspace)
+    with path.open("a", encoding="utf-8") as f:  # a quoted value over two lines, kept as is
+        f.write('other@example.org,manual,"phone\ncall",\n')
+    r = run_cli("suppressions", "add", expected[0], expected[1], cwd=workspace)
+    assert r.code == 0, r.err
+    r = run_cli("suppressions", "remove", expected[0].upper(), "nobody@example.org", cwd=workspace)
+    assert r.code == 0, r.err
+    assert f"removed {expected[0]}" in r.out.lower() and "not on the suppression list" in r.out
+    keys = {s.key for s in read_suppressions(path)}
+    assert expected[0] not in keys and expected[1] in keys and "other@example.org" in keys
+    assert expected[0] not in {
+        e.key for e in SuppressionStore(Workspace(workspace).state_db).entries()
+    }
+    done = run_cli(
+        "send",
+        "issues/2019-09.yaml",
+        "--list",
+        "small",
+        "--yes",
+        cwd=workspace,
+        env=_cli_env(stub.url),
+    )
+    assert done.code == 0, done.err
+    assert Counter(stub.emails()) == Counter(e for e in expected if e != expected[1])
+    r = run_cli("suppressions", "remove", "nobody@example.org", cwd=workspace)
+    assert r.code == 1

@@ -359,6 +359,9 @@ def add_suppressions(
             handle.close()  # also releases the lock
 
 
+_mirrored: dict[Path, tuple[int, int, int]] = {}  # file -> the version last copied to the db
+
+
 def _append_locked(
     path: Path,
     handle: io.BufferedRandom,
@@ -368,7 +371,16 @@ def _append_locked(
     size = os.fstat(handle.fileno()).st_size
     created = size == 0
     skipped: list[Problem] = []  # someone else's typo must not block this append
-    existing: set[str] = set() if created else {s.key for s in readable_suppressions(path, skipped)}
+    on_file = [] if created else list(readable_suppressions(path, skipped))
+    existing: set[str] = {s.key for s in on_file}
+    db = workspace_state_db(path)
+    stamp = _stamp(os.fstat(handle.fileno()))
+    if db is not None and on_file and _mirrored.get(path) != stamp:
+        # The rows read here are kept in the database too (once per version of the file
+        # in this process: a server appending one unsubscribe at a time does not copy
+        # the whole file each time).
+        with suppress(StateDatabaseError):
+            SuppressionStore(db).record(e.stored() for e in on_file)
     added: list[Suppression] = []
     for entry in wanted:
         if entry.key not in existing:
@@ -405,6 +417,8 @@ def _append_locked(
     handle.write(out.getvalue().encode("utf-8"))
     handle.flush()
     os.fsync(handle.fileno())
+    if db is not None:  # this process's own append: what the database already holds
+        _mirrored[path] = _stamp(os.fstat(handle.fileno()))
     if cache is not None:  # still under the lock: this is exactly what the file holds
         cache.adopt(path, existing, _stamp(os.fstat(handle.fileno())), skipped)
     if created:
@@ -450,3 +464,72 @@ def pending_entry(entry: Suppression) -> PendingSuppression:
     return PendingSuppression(
         key=valid.key, email=valid.email, reason=valid.reason, source=valid.source, at=valid.at
     )
+
+
+def stored_suppressions(ws: Workspace) -> list[Suppression]:
+    """The suppressions kept in the workspace's state database (none if it has none)."""
+    return [
+        Suppression(email=e.email, reason=e.reason, source=e.source, at=e.at)
+        for e in SuppressionStore(ws.state_db).entries()
+    ]
+
+
+def remove_suppressions(ws: Workspace, keys: Iterable[str]) -> set[str]:
+    """Take addresses (by :func:`suppression_key`) off the suppression list for good: their
+    rows in the file (rewritten under the same lock writers take, atomically), the state
+    database's copy and any pending entry.  Returns the keys that were found anywhere."""
+    wanted = set(keys)
+    path = ws.suppressions_path
+    found: set[str] = set()
+    if path.exists():
+        found |= _remove_rows(path, wanted)
+    if ws.state_db.exists():
+        store = SuppressionStore(ws.state_db)
+        stored = {e.key for e in store.entries()}
+        found |= wanted & stored
+        store.remove(wanted)
+        events = EventStore(ws.state_db)
+        try:
+            pending = {p.key for p in events.pending()}
+            found |= wanted & pending
+            events.forget_pending(wanted & pending)
+        finally:
+            events.close()
+    return found
+
+
+def _remove_rows(path: Path, wanted: set[str]) -> set[str]:
+    """Rewrite the file without the rows of ``wanted`` (every physical line of a row, even a
+    quoted value spanning lines), keeping everything else byte for byte."""
+    while True:
+        handle = path.open("rb")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                if os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino:
+                    continue  # replaced while we waited: lock the new file instead
+            except FileNotFoundError:
+                return set()
+            lines = handle.read().decode("utf-8").splitlines(keepends=True)
+            rows = [(line, fields) for _, line, fields in iter_rows(path)]
+            if not rows:
+                return set()
+            column = _columns(read_layout(path).header).get("email", 0)
+            ends = [line - 1 for line, _ in rows[1:]] + [len(lines)]
+            gone: set[str] = set()
+            drop: set[int] = set()
+            for (line, fields), end in zip(rows, ends, strict=True):
+                key = suppression_key(fields[column] if column < len(fields) else "")
+                if key in wanted:
+                    gone.add(key)
+                    drop.update(range(line, end + 1))
+            if drop:
+                tmp = path.with_name(f".{path.name}.remove.tmp")
+                with tmp.open("w", encoding="utf-8", newline="") as out:
+                    out.write("".join(t for n, t in enumerate(lines, 1) if n not in drop))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, path)
+            return gone
+        finally:
+            handle.close()

@@ -71,14 +71,14 @@ COMMANDS = {
     "preview": "web",
     "archive": "web",
     "subscribers": "audience",
-    "suppressions": "audience",
+    "suppressions": "suppressions",
     "send": "sending",
     "status": "sending",
     "cancel": "sending",
     "serve": "serve",
     "report": "report",
 }
-MODULE_ORDER = ("issues", "web", "audience", "sending", "serve", "report")
+MODULE_ORDER = ("issues", "web", "audience", "suppressions", "sending", "serve", "report")
 
 
 def command_name(args: list[str]) -> str | None:

@@ -1,4 +1,4 @@
-"""Commands: `subscribers check|import` and `suppressions add|list`.
+"""Commands: `subscribers check|import` (the suppression list's are in `cli/suppressions.py`).
 
 Thin on purpose: reading, validating and merging live in `subscribers.py` and
 `suppressions.py`; this module picks the files, prints what happened in words a
@@ -32,31 +32,18 @@ from ..subscribers import (
     list_file,
     list_names,
     list_path,
-    normalise_email,
-    suppression_key,
 )
 from ..suppressions import (
-    REASONS,
-    Suppression,
     SuppressionList,
-    add_suppressions,
-    now_iso,
-    read_suppressions,
 )
-from . import app, console, err_console, state
+from . import app, console, state
 
 subscribers_app = typer.Typer(
     help="Check subscriber lists and import CRM exports into them.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-suppressions_app = typer.Typer(
-    help="The suppression list: addresses that never receive a send.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
 app.add_typer(subscribers_app, name="subscribers")
-app.add_typer(suppressions_app, name="suppressions")
 
 FormatOption = Annotated[
     Literal["text", "json"],
@@ -381,109 +368,3 @@ def _print_import(report: ImportReport, dry_run: bool) -> None:
         _say(f"{where} now has {report.added} more subscriber(s)")
     else:
         _say(f"nothing new: {where} left unchanged")
-
-
-# --------------------------------------------------------------------------- suppressions
-
-
-@suppressions_app.command("add")
-def suppressions_add(
-    emails: Annotated[list[str], typer.Argument(metavar="EMAIL", help="Addresses to suppress.")],
-    reason: Annotated[Reason, typer.Option("--reason", help="Why they are suppressed.")] = "manual",
-    source: Annotated[str, typer.Option("--source", help="Where the request came from.")] = "cli",
-) -> None:
-    """Suppress addresses for every list and every future send (asked by email, phone...)."""
-    ws = state.workspace()
-    at = now_iso()
-    entries: list[Suppression] = []
-    bad: list[str] = []
-    for raw in emails:
-        try:
-            normalise_email(raw)
-        except ValueError as exc:
-            bad.append(f"{raw.strip()!r}: {exc}")
-            continue
-        entries.append(Suppression(email=raw, reason=reason, source=source, at=at))
-    added = add_suppressions(ws.suppressions_path, entries) if entries else []
-    added_keys = {s.key for s in added}
-    reported: set[str] = set()
-    for entry in entries:
-        key = suppression_key(entry.email)
-        if key in reported:
-            continue
-        reported.add(key)
-        if key in added_keys:
-            _say(f"suppressed {normalise_email(entry.email)} ({reason})")
-        else:
-            _say(f"already suppressed: {normalise_email(entry.email)}")
-    _say(f"{len(added)} added to {describe_path(ws.suppressions_path)}")
-    for line in bad:
-        err_console.print(f"error: not an email address: {line}", markup=False, soft_wrap=True)
-    if bad:
-        raise typer.Exit(1)
-
-
-@suppressions_app.command("list")
-def suppressions_list(
-    reason: Annotated[Reason | None, typer.Option("--reason", help="Only this reason.")] = None,
-    output: FormatOption = "text",
-) -> None:
-    """Show every suppressed address with its reason, source and date."""
-    ws = state.workspace()
-    rows = [
-        s for s in read_suppressions(ws.suppressions_path) if reason is None or s.reason == reason
-    ]
-    if output == "json":
-        sys.stdout.write(
-            json.dumps(
-                [
-                    {"email": s.email, "reason": s.reason, "source": s.source, "at": s.at}
-                    for s in rows
-                ],
-                indent=2,
-                ensure_ascii=False,
-            )
-            + "\n"
-        )
-        return
-    table = _table("email", "reason", "source", "at", numbers=False)
-    for s in rows:
-        table.add_row(s.email, s.reason, s.source, s.at)
-    console.print(table)
-    counts = Counter(s.reason for s in rows)
-    summary = ", ".join(f"{counts[r]} {r}" for r in REASONS if counts[r])
-    _say(f"{len(rows)} suppressed" + (f" ({summary})" if summary else ""))
-
-
-@suppressions_app.command("sync")
-def suppressions_sync(
-    full: Annotated[
-        bool,
-        typer.Option("--full", help="Fetch everything, not only what changed since last sync."),
-    ] = False,
-    output: FormatOption = "text",
-) -> None:
-    """Merge SendGrid's unsubscribes, bounces and spam reports into suppressions.csv."""
-    from ..esp.sendgrid_sync import api_from_workspace, sync_suppressions
-
-    ws = state.workspace()
-    api = api_from_workspace(ws)
-    try:
-        result = sync_suppressions(ws, api, full=full)
-    finally:
-        api.close()
-    if output == "json":
-        sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
-        return
-    since = result.as_dict()["since"] or "the beginning"
-    _say(f"SendGrid suppressions since {since}:")
-    table = _table("list", "fetched", "new")
-    for item in result.lists:
-        table.add_row(item.name, str(item.fetched), str(item.added))
-    console.print(table)
-    for item in result.lists:
-        for bad in item.invalid[:5]:
-            err_console.print(
-                f"warning: {item.name}: skipped invalid address {bad!r}", markup=False
-            )
-    _say(f"{result.added} new suppression(s) added to {describe_path(ws.suppressions_path)}")
