@@ -131,3 +131,34 @@ def test_a_list_being_saved_while_the_plan_reads_it_is_read_whole(
     finally:
         writer.join()
     assert (plan.recipients, plan.invalid, plan.duplicates) == (2500, 0, 0)  # never torn
+
+
+def test_the_plan_waits_for_an_import_into_the_list_to_finish(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import holds the list's lock while it rewrites the file; a send's plan reads the
+    list only after it, so it never sees the import half-done."""
+    from newsletter.config import Workspace
+    from newsletter.subscribers import list_lock
+
+    sendgrid_env(monkeypatch, "http://127.0.0.1:9")  # a dry run posts nothing
+    write_list(workspace, "big", 100)
+    ws = Workspace(workspace)
+    ws.state_db.parent.mkdir(exist_ok=True)
+    path = workspace / "subscribers" / "big.csv"
+    result: dict[str, int] = {}
+
+    def plan_it() -> None:
+        s = session(workspace, lists=["big"], dry_run=True)
+        result["recipients"] = s.plan().recipients
+        s.close()
+
+    with list_lock(ws, "big"):  # an import is rewriting the list
+        worker = threading.Thread(target=plan_it)
+        worker.start()
+        time.sleep(0.5)
+        assert "recipients" not in result  # the plan waits
+        with path.open("a", encoding="utf-8") as f:
+            f.write("late@example.org,Late,en,\n")
+    worker.join(timeout=30)
+    assert result["recipients"] == 101  # it read the list as the import left it

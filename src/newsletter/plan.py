@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .clock import SYSTEM, Clock
@@ -37,8 +38,8 @@ from .ledger import (
     SendSummary,
 )
 from .personalize import row_of, unsubscribe_keys
-from .snapshot import FrozenAudience, Snapshots
-from .subscribers import describe_path, email_key
+from .snapshot import FrozenAudience, ListCopy, Snapshots
+from .subscribers import describe_path, email_key, list_lock
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
@@ -401,12 +402,21 @@ class Planner:
             return self._audience_obj, suppressions.refresh
         audience = Audience(self.ws, plan.lists, plan.tags, suppressions=suppressions)
         copies = [
-            self._snapshots.take(name, path)
+            self._freeze_list(name, path)
             for name, path in zip(audience.list_names, audience.paths, strict=True)
         ]
         audience.paths = [c.copy for c in copies]
         self._audience_obj = audience
         return audience, suppressions.refresh
+
+    def _freeze_list(self, name: str, path: Path) -> ListCopy:
+        """The list's frozen copy, taken while no `subscribers import` is rewriting it (the
+        list's lock, shared).  Without a `.newsletter/` folder no import can be running,
+        and a dry run must not create one."""
+        if name in self._snapshots.copies or not self.ws.state_db.parent.exists():
+            return self._snapshots.take(name, path)
+        with list_lock(self.ws, name, shared=True):
+            return self._snapshots.take(name, path)
 
     def _problems(self) -> list[RowProblem]:
         """The audience's row problems, naming the list files, not their frozen copies."""
