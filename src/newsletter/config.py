@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError, format_path
+from .esp.settings import ProviderSettings
 
 CONFIG_FILE = "newsletter.toml"
 WORKSPACE_ENV = "NEWSLETTER_WORKSPACE"
@@ -157,23 +158,6 @@ class Server(_Section):
     max_connections: int = Field(
         default=100, ge=1, le=10_000, description="open connections at most; more get 503"
     )
-
-
-class ProviderSettings(_Section):
-    """A provider's own table in newsletter.toml (``[sendgrid]``), declared in ``esp/``.
-
-    ``table`` names it; ``moved_from_send`` lists its keys that older versions read from
-    ``[send]`` (still read there, with a warning); ``sandbox_key`` names the key that asks
-    the provider to deliver nothing, so that no other backend ignores it unnoticed.
-    """
-
-    table: ClassVar[str] = ""
-    moved_from_send: ClassVar[tuple[str, ...]] = ()
-    sandbox_key: ClassVar[str | None] = None
-
-    @property
-    def sandbox_requested(self) -> bool:
-        return bool(self.sandbox_key and getattr(self, self.sandbox_key))
 
 
 P = TypeVar("P", bound=ProviderSettings)

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, ClassVar
 from ..errors import ConfigError, ProviderUnavailable
 
 if TYPE_CHECKING:
-    from ..config import ProviderSettings, Workspace
+    from ..config import Workspace
+    from .settings import ProviderSettings
 
 # Correlation keys attached to every message (SendGrid: custom_args); values are strings
 # and carry no personal data.  Webhook events come back with them, which is how an event

@@ -21,11 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-from ..config import ProviderSettings, Send, Workspace
+from ..config import Send, Workspace
 from ..errors import ProviderRejected
 from ..message import fill, mime_message
 from .base import Backend, Batch, Capabilities, IssueContent, Outcome
 from .sendgrid import CAPABILITIES, SendGridSettings, encode_payload
+from .settings import ProviderSettings
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
 

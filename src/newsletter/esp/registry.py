@@ -10,10 +10,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ..config import ProviderSettings, Workspace
 from ..errors import ConfigError
 from .base import Backend
+from .settings import ProviderSettings
+
+if TYPE_CHECKING:
+    from ..config import Workspace
 
 # name (as --backend, send.backend and the ledger say it) -> "module:class".  The order
 # is auto's order of preference: the first whose chosen_by_auto() is true.

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import idna
 from pydantic import Field, HttpUrl
 
-from ..config import ProviderSettings, Send, Workspace, env_secret
+from ..config import Send, Workspace, env_secret
 from ..errors import ConfigError, ProviderRejected, ProviderUnavailable
 from ..retry import retry_after
 from .base import (
@@ -49,6 +49,7 @@ from .base import (
     Prepared,
     Scheduling,
 )
+from .settings import ProviderSettings
 
 if TYPE_CHECKING:
     import httpx
