@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +95,11 @@ def run_cli(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+Cli = Callable[..., Result]  # the `cli` fixture: cli("check", "issues/2019-09.yaml")
+
+
 @pytest.fixture
-def cli(workspace: Path) -> Iterator[object]:
+def cli(workspace: Path) -> Iterator[Cli]:
     """`cli("check", "issues/2019-09.yaml")` runs the real command in the workspace."""
 
     def _run(*args: str, env: dict[str, str] | None = None, **kw: object) -> Result:

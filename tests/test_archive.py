@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from conftest import TEST_ENV
+from conftest import TEST_ENV, Cli
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 BASE = "https://news.example.org/archive/"
@@ -40,7 +40,7 @@ def _add_issue(
     return path
 
 
-def test_archive_writes_index_issue_pages_and_feed(cli, workspace: Path) -> None:
+def test_archive_writes_index_issue_pages_and_feed(cli: Cli, workspace: Path) -> None:
     r = cli("archive")
     assert r.code == 0, r.err
     site = workspace / "archive-site"
@@ -66,7 +66,7 @@ def test_archive_writes_index_issue_pages_and_feed(cli, workspace: Path) -> None
     assert 'type="application/atom+xml"' in index and 'href="feed.xml"' in index
 
 
-def test_feed_is_valid_atom(cli, workspace: Path) -> None:
+def test_feed_is_valid_atom(cli: Cli, workspace: Path) -> None:
     _add_issue(workspace, "2019-10", subject="October digest", date="2019-10-31")
     assert cli("archive").code == 0
     raw = (workspace / "archive-site/feed.xml").read_bytes()
@@ -97,7 +97,7 @@ def test_feed_is_valid_atom(cli, workspace: Path) -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_newest_first_and_reproducible(cli, workspace: Path, tmp_path: Path) -> None:
+def test_newest_first_and_reproducible(cli: Cli, workspace: Path, tmp_path: Path) -> None:
     _add_issue(workspace, "2019-10", subject="October digest", date="2019-10-31")
     _add_issue(workspace, "2019-08", subject="August digest", date="2019-08-30")
     assert cli("archive").code == 0
@@ -114,7 +114,7 @@ def test_newest_first_and_reproducible(cli, workspace: Path, tmp_path: Path) -> 
     assert _tree(other) == first
 
 
-def test_an_issue_with_errors_refuses_the_whole_archive(cli, workspace: Path) -> None:
+def test_an_issue_with_errors_refuses_the_whole_archive(cli: Cli, workspace: Path) -> None:
     assert cli("archive").code == 0
     before = _tree(workspace / "archive-site")
     bad = _add_issue(workspace, "2019-10", subject="October digest", date="2019-10-31")
@@ -132,7 +132,7 @@ def test_an_issue_with_errors_refuses_the_whole_archive(cli, workspace: Path) ->
     assert not fresh.exists()
 
 
-def test_a_removed_issue_leaves_the_archive(cli, workspace: Path) -> None:
+def test_a_removed_issue_leaves_the_archive(cli: Cli, workspace: Path) -> None:
     extra = _add_issue(workspace, "2019-10", subject="October digest", date="2019-10-31")
     assert cli("archive").code == 0
     assert (workspace / "archive-site/2019-10/index.html").is_file()
@@ -142,7 +142,7 @@ def test_a_removed_issue_leaves_the_archive(cli, workspace: Path) -> None:
     assert "October digest" not in (workspace / "archive-site/feed.xml").read_text("utf-8")
 
 
-def test_refuses_to_replace_a_folder_it_did_not_write(cli, workspace: Path) -> None:
+def test_refuses_to_replace_a_folder_it_did_not_write(cli: Cli, workspace: Path) -> None:
     own = workspace / "mine"
     own.mkdir()
     (own / "notes.txt").write_text("keep me", "utf-8")
@@ -153,7 +153,7 @@ def test_refuses_to_replace_a_folder_it_did_not_write(cli, workspace: Path) -> N
     assert not (own / "index.html").exists()
 
 
-def test_warnings_are_printed_and_strict_refuses(cli, workspace: Path) -> None:
+def test_warnings_are_printed_and_strict_refuses(cli: Cli, workspace: Path) -> None:
     _add_issue(workspace, "2019-10", subject="October digest", date="2019-10-31", preheader=None)
     r = cli("archive")
     assert r.code == 0, r.err
@@ -169,7 +169,7 @@ def test_warnings_are_printed_and_strict_refuses(cli, workspace: Path) -> None:
     assert not (workspace / "strict-site").exists()
 
 
-def test_no_issues_is_a_clear_error(cli, workspace: Path) -> None:
+def test_no_issues_is_a_clear_error(cli: Cli, workspace: Path) -> None:
     (workspace / "issues/2019-09.yaml").unlink()
     r = cli("archive")
     assert r.code == 1
@@ -179,7 +179,7 @@ def test_no_issues_is_a_clear_error(cli, workspace: Path) -> None:
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 def test_archive_is_served_under_archive(
-    cli, workspace: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`newsletter serve` mounts the default folder at /archive/ (helper C's server)."""
     from starlette.testclient import TestClient

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Result
+from conftest import Cli, Result
 from newsletter.ledger import Ledger
 from stub_sendgrid import StubSendGrid, ok, status
 from test_send import SECRET, set_send_config, write_list
@@ -42,7 +42,7 @@ def sg_env(stub: StubSendGrid) -> dict[str, str]:
     }
 
 
-def test_readme_dry_send_works_with_no_environment(cli, workspace: Path) -> None:  # type: ignore[no-untyped-def]
+def test_readme_dry_send_works_with_no_environment(cli: Cli, workspace: Path) -> None:
     r: Result = cli(*README_SEND)
     assert r.code == 0, r.err
     assert "recipients:    4" in r.out
@@ -57,7 +57,7 @@ def test_readme_dry_send_works_with_no_environment(cli, workspace: Path) -> None
     assert "Traceback" not in r.err
 
 
-def test_sendgrid_refuses_without_secret_or_key(cli) -> None:  # type: ignore[no-untyped-def]
+def test_sendgrid_refuses_without_secret_or_key(cli: Cli) -> None:
     r = cli(
         "send",
         "issues/2019-09.yaml",
@@ -83,9 +83,9 @@ def test_sendgrid_refuses_without_secret_or_key(cli) -> None:  # type: ignore[no
 
 
 def test_send_status_and_refusal_to_send_twice(
-    cli,
+    cli: Cli,
     workspace: Path,
-    stub: StubSendGrid,  # type: ignore[no-untyped-def]
+    stub: StubSendGrid,
 ) -> None:
     env = sg_env(stub)
     declined = cli("send", "issues/2019-09.yaml", "--list", "sample", env=env, input="n\n")
@@ -118,7 +118,7 @@ def test_send_status_and_refusal_to_send_twice(
     assert (send["state"], send["recipients_sent"], send["lists"]) == ("done", 4, ["sample"])
 
 
-def test_test_copy_and_bad_options(cli, stub: StubSendGrid) -> None:  # type: ignore[no-untyped-def]
+def test_test_copy_and_bad_options(cli: Cli, stub: StubSendGrid) -> None:
     env = sg_env(stub)
     r = cli(
         "send",
@@ -142,7 +142,7 @@ def test_test_copy_and_bad_options(cli, stub: StubSendGrid) -> None:  # type: ig
     assert r.code == 2 and "--resume" in r.err
 
 
-def test_schedule_then_cancel(cli, stub: StubSendGrid) -> None:  # type: ignore[no-untyped-def]
+def test_schedule_then_cancel(cli: Cli, stub: StubSendGrid) -> None:
     env = sg_env(stub)
     when = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     r = cli("send", "issues/2019-09.yaml", "--list", "sample", "--send-at", when, "--yes", env=env)
@@ -159,9 +159,9 @@ def test_schedule_then_cancel(cli, stub: StubSendGrid) -> None:  # type: ignore[
 
 
 def test_resume_with_nobody_left_finishes_the_send_and_says_why(
-    cli,
+    cli: Cli,
     workspace: Path,
-    stub: StubSendGrid,  # type: ignore[no-untyped-def]
+    stub: StubSendGrid,
 ) -> None:
     env = sg_env(stub)
     set_send_config(workspace, batch_size=2, pause_after_failures=2, backoff_base=0.01)
@@ -186,8 +186,8 @@ def test_resume_with_nobody_left_finishes_the_send_and_says_why(
 
 
 def test_new_send_with_nobody_left_words_the_message_from_the_counts(
-    cli,
-    workspace: Path,  # type: ignore[no-untyped-def]
+    cli: Cli,
+    workspace: Path,
 ) -> None:
     (workspace / "subscribers" / "gone.csv").write_text(
         "email\nana.lopez@example.org\nchloe.martin@example.net\nbad\n", "utf-8"
@@ -206,8 +206,8 @@ def test_new_send_with_nobody_left_words_the_message_from_the_counts(
 
 
 def test_non_ascii_local_part_is_invalid_in_check_plan_and_test_to(
-    cli,
-    workspace: Path,  # type: ignore[no-untyped-def]
+    cli: Cli,
+    workspace: Path,
 ) -> None:
     (workspace / "subscribers" / "intl.csv").write_text(
         "email,name\np0@example.org,P0\njosé@example.org,José\np2@bücher.de,P2\n", "utf-8"
@@ -226,8 +226,8 @@ def test_non_ascii_local_part_is_invalid_in_check_plan_and_test_to(
 
 
 def test_plan_points_to_the_command_that_lists_every_bad_row(
-    cli,
-    workspace: Path,  # type: ignore[no-untyped-def]
+    cli: Cli,
+    workspace: Path,
 ) -> None:
     rows = "".join(f"bad{i}\n" for i in range(12))
     (workspace / "subscribers" / "messy.csv").write_text(f"email\n{rows}ok@example.org\n")
@@ -239,9 +239,9 @@ def test_plan_points_to_the_command_that_lists_every_bad_row(
 
 
 def test_cancel_of_a_paused_send_past_its_time_abandons_it_and_says_so(
-    cli,
+    cli: Cli,
     workspace: Path,
-    stub: StubSendGrid,  # type: ignore[no-untyped-def]
+    stub: StubSendGrid,
 ) -> None:
     env = sg_env(stub)
     set_send_config(workspace, batch_size=2, pause_after_failures=2, backoff_base=0.01)

@@ -83,8 +83,9 @@ def test_eml_parses_with_list_unsubscribe_and_filled_placeholders(
         assert query.startswith("lang=")  # the unsubscribe page opens in their language
         who = tokens.verify_token(token, [SECRET.encode()])
         assert who.email == msg["To"].addresses[0].addr_spec and who.list_name == list_name
-        text = msg.get_body(("plain",)).get_content()
-        html = msg.get_body(("html",)).get_content()
+        plain_part, html_part = msg.get_body(("plain",)), msg.get_body(("html",))
+        assert plain_part is not None and html_part is not None
+        text, html = plain_part.get_content(), html_part.get_content()
         assert f"Dear {first}," in text and f"Unsubscribe: {https}" in text
         assert f'href="{https}"' in html
         if first == "Tom <&>":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Workspace
+from newsletter.config import Send, Workspace
 from newsletter.errors import ProviderRejected
 from newsletter.esp.base import MAX_BATCH, Batch, IssueContent
 from newsletter.esp.sendgrid import SendGridBackend, SendGridSettings, build_payload
@@ -35,7 +35,7 @@ SENDGRID = SendGridSettings(
 
 
 @pytest.fixture(scope="module")
-def settings(sample_workspace: Path):  # type: ignore[no-untyped-def]
+def settings(sample_workspace: Path) -> Send:
     return Workspace(sample_workspace).config.send
 
 
@@ -67,7 +67,7 @@ def _batch(n: int, **kw: object) -> Batch:
     return Batch("2019-09", "1", "2", 1, people, **kw)  # type: ignore[arg-type]
 
 
-def test_a_full_batch_is_accepted(mock_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_batch_is_accepted(mock_url: str, settings: Send) -> None:
     backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
     assert backend.send_batch(CONTENT, _batch(3)).status == 202
     assert backend.send_batch(CONTENT, _batch(MAX_BATCH)).status == 202
@@ -76,7 +76,7 @@ def test_a_full_batch_is_accepted(mock_url: str, settings) -> None:  # type: ign
     )
 
 
-def test_a_scheduled_batch_is_accepted(mock_url: str, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_scheduled_batch_is_accepted(mock_url: str, settings: Send) -> None:
     backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
     schedule_id = backend.create_schedule()  # POST /v3/mail/batch
     assert isinstance(schedule_id, str) and schedule_id
@@ -86,7 +86,7 @@ def test_a_scheduled_batch_is_accepted(mock_url: str, settings) -> None:  # type
 
 def test_invalid_payload_is_rejected_with_the_violation(
     mock_url: str,
-    settings,  # type: ignore[no-untyped-def]
+    settings: Send,
 ) -> None:
     backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
     payload = build_payload(CONTENT, _batch(2), settings, SENDGRID)
@@ -100,7 +100,7 @@ def test_invalid_payload_is_rejected_with_the_violation(
 
 def test_more_than_1000_personalizations_is_rejected(
     mock_url: str,
-    settings,  # type: ignore[no-untyped-def]
+    settings: Send,
 ) -> None:
     backend = SendGridBackend("SG.contract-test", settings, host=mock_url, sendgrid=SENDGRID)
     payload = build_payload(CONTENT, _batch(MAX_BATCH + 1), settings, SENDGRID)

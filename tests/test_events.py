@@ -7,14 +7,16 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from newsletter.esp.sendgrid_events import BatchError, decode, normalise_event, parse_batch
+from newsletter.esp.sendgrid_events import decode, normalise_event, parse_batch
+from newsletter.esp.webhooks import BatchError
 from newsletter.events import Event, EventStore, PendingSuppression, pending_keys, suppressing
 
 
-def item(event: str, email: str = "Ana.Lopez@Example.org", **extra: object) -> dict[str, object]:
+def item(event: str, email: str = "Ana.Lopez@Example.org", **extra: Any) -> dict[str, object]:
     return {
         "email": email,
         "timestamp": 1568600000,
@@ -54,7 +56,7 @@ def item(event: str, email: str = "Ana.Lopez@Example.org", **extra: object) -> d
     ],
 )
 def test_sendgrid_events_are_normalised(
-    event: str, extra: dict[str, object], kind: str, suppress: str | None
+    event: str, extra: dict[str, Any], kind: str, suppress: str | None
 ) -> None:
     e = normalise_event(item(event, **extra))
     assert (e.kind, e.suppress) == (kind, suppress)

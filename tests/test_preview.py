@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import Cli
 from newsletter.config import Workspace
 from newsletter.preview import create_app, force_dark
 
@@ -275,7 +276,7 @@ def test_command_prints_the_real_url_and_serves(workspace: Path) -> None:
     assert "Traceback" not in err
 
 
-def test_port_in_use_and_missing_file_are_clear_errors(cli, workspace: Path) -> None:
+def test_port_in_use_and_missing_file_are_clear_errors(cli: Cli, workspace: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)

@@ -130,7 +130,7 @@ def sendgrid_env(monkeypatch: pytest.MonkeyPatch, stub_url: str) -> None:
 
 def session(ws: Path, built: Any = None, **options: Any) -> SendSession:
     options.setdefault("backend", "sendgrid")
-    return SendSession(Workspace(ws), built or FakeBuilt(), SendOptions(**options))
+    return SendSession(Workspace(ws), built or FakeBuilt(), SendOptions(**options))  # type: ignore[arg-type]
 
 
 def run(ws: Path, built: Any = None, **options: Any) -> Any:

@@ -388,11 +388,11 @@ def test_signed_but_malformed_json_gets_400(base_url: str, workspace: Path, keys
         assert r.status_code == 400, body[:30]
     assert event_rows(workspace) == []
     # One odd item does not cost the good ones (a 4xx would make SendGrid drop the batch).
-    body = json.dumps([42, {"event": "open"}, sg_event("delivered", "ana@example.org", 1)])
+    mixed = json.dumps([42, {"event": "open"}, sg_event("delivered", "ana@example.org", 1)])
     r = httpx.post(
         f"{base_url}/webhooks/sendgrid",
-        content=body.encode(),
-        headers=signed_headers(keys[0], body.encode()),
+        content=mixed.encode(),
+        headers=signed_headers(keys[0], mixed.encode()),
     )
     assert r.status_code == 200
     assert r.json() == {"received": 1, "stored": 1, "suppressed": 0, "skipped": 2}
