@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from . import state
+from .addresses import email_key
 from .errors import LedgerError
 from .records import (
     AUDIENCE_ID_BITS,
@@ -35,7 +36,6 @@ from .records import (
     RecipientRow,
 )
 from .records import now_iso as _now
-from .subscribers import email_key
 
 
 class BatchRecords:

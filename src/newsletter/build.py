@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_atomic
 from .checks import lint_config, lint_issue, lint_output, lint_theme
 from .config import Workspace
 from .errors import CheckFailed, HasProblems, Problem
@@ -144,28 +143,6 @@ def preview_eml(ws: Workspace, built: BuiltIssue) -> bytes:
     return msg.as_bytes()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class BuildOutput:
     folder: Path
@@ -183,6 +160,6 @@ def write_build(ws: Workspace, built: BuiltIssue, out_dir: Path) -> BuildOutput:
     }
     files = {}
     for name, data in payloads.items():
-        _write_atomic(folder / name, data)
+        write_atomic(folder / name, data)
         files[name] = folder / name
     return BuildOutput(folder=folder, files=files)

@@ -13,7 +13,7 @@ our own: this module never writes the ledger's tables.
 ``pending_suppressions`` holds suppressions the server has promised (it answered
 200) but could not yet append to ``suppressions.csv``: they are committed in the
 same transaction as the events, so an unwritable CSV costs nothing, and
-:func:`newsletter.suppressions.merge_pending` moves them into the CSV later.
+:func:`newsletter.suppression_writes.merge_pending` moves them into the CSV later.
 Readers of the suppression list include them meanwhile (:func:`pending_keys`).
 
 Nothing here knows a provider's field names; ``esp/sendgrid_events.py``

@@ -26,7 +26,7 @@ from .errors import Problem, SubscriberListError
 
 if TYPE_CHECKING:
     from .ledger import RecipientRow
-    from .subscribers import RowProblem
+    from .rows import RowProblem
 
 ATTEMPTS = 40
 PAUSE = 0.25  # seconds between attempts: a spreadsheet's save takes a moment
