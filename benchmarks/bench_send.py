@@ -78,8 +78,8 @@ def _child(mode: str, root: str, url: str, recipients: int) -> None:
         from newsletter.ledger import Ledger
         from newsletter.personalize import Personalizer
         from newsletter.retry import RetryPolicy
+        from newsletter.rows import Subscriber
         from newsletter.send import issue_content
-        from newsletter.subscribers import Subscriber
 
         cfg = ws.config.send
         ledger = Ledger(ws.state_db)

@@ -82,7 +82,7 @@ def test_picture_in_markdown_is_an_error_and_one_without_alt_is_caught(workspace
     )
     found = problems(workspace)
     markdown = [p for p in found if p.code == "markdown_image"]
-    assert markdown[0].severity == "error" and markdown[0].field == "articles[4].summary"
+    assert markdown[0].severity == "error" and markdown[0].field == "articles[5].summary"
     assert markdown[0].line == 60  # the summary key of the fifth article
     # and the built HTML really has an image without alt: the output check sees it too
     assert any(p.code == "img_alt" and "in the output" in p.message for p in found)
@@ -95,7 +95,7 @@ def test_non_https_links_are_warnings_with_their_line(workspace: Path) -> None:
         "url: http://www.example.org/news/2019-09/why-e-learning",
     )
     found = [p for p in problems(workspace) if p.code == "not_https"]
-    assert [(p.severity, p.field, p.line) for p in found] == [("warning", "articles[4].url", 64)]
+    assert [(p.severity, p.field, p.line) for p in found] == [("warning", "articles[5].url", 64)]
 
 
 def test_subject_and_preheader_lengths(workspace: Path) -> None:
@@ -190,7 +190,7 @@ def test_disguised_script_links_in_markdown_are_errors_like_javascript(workspace
     )
     found = [p for p in problems(workspace) if p.code == "unsafe_link"]
     assert [(p.severity, p.field, p.line) for p in found] == [
-        ("error", "articles[0].summary", 16)
+        ("error", "articles[1].summary", 16)
     ] * 7
     assert found[0].message == (
         "the link `javascript:alert(1)` is not a web address (javascript: addresses are not "

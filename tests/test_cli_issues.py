@@ -27,8 +27,8 @@ def test_check_with_problems_exits_1_and_names_line_and_field(cli: Any, workspac
     r = cli("check", "issues/2019-09.yaml")
     assert r.code == 1
     assert "Traceback" not in r.err
-    assert "issues/2019-09.yaml:35:5: articles[1].ulr: unknown field (did you mean `url`?)" in r.err
-    assert "articles[1].url: required field is missing" in r.err
+    assert "issues/2019-09.yaml:35:5: articles[2].ulr: unknown field (did you mean `url`?)" in r.err
+    assert "articles[2].url: required field is missing" in r.err
 
 
 def test_check_json_and_strict(cli: Any, workspace: Path) -> None:
@@ -91,11 +91,35 @@ def test_bad_config_names_the_key(cli: Any, workspace: Path) -> None:
     assert "setting `brand.primary`: Value error, must be a colour like #0b5394" in r.err
 
 
-def test_new_writes_a_draft_skeleton_that_checks_clean(cli: Any, workspace: Path) -> None:
+def test_new_writes_a_draft_skeleton_whose_example_texts_check_refuses(
+    cli: Any, workspace: Path
+) -> None:
+    """Issue 9 point 4: an untouched placeholder is an error, not only "a draft"."""
     r = cli("new", "--date", "2019-10")
     assert r.code == 0, r.err
-    assert (workspace / "issues" / "2019-10.yaml").exists()
-    check = cli("check", "issues/2019-10.yaml")
+    path = workspace / "issues" / "2019-10.yaml"
+    untouched = cli("check", "issues/2019-10.yaml")
+    assert untouched.code == 1
+    example = "is still the example text from `newsletter new`"
+    for field in ("subject", "preheader", "intro", "articles[1].title", "articles[1].summary"):
+        assert f": {field}: {example}" in untouched.err, field
+    assert (
+        "error: issues/2019-10.yaml:24:5: articles[1].url: is still the example link from "
+        '`newsletter new`: "https://www.example.org/news/first-story" (link to the real page)'
+    ) in untouched.err
+    assert "6 error(s), 1 warning(s): problems found" in untouched.out
+    text = path.read_text("utf-8")
+    for old, new in [
+        ("Our newsletter — October 2019", "Regional Digest — October 2019"),
+        ("Write one sentence here that invites", "Migration news, new partners and events to"),
+        ("A short welcome: what this issue is about.", "Welcome to the October digest."),
+        ("Title of the first story", "Regional data portal goes live"),
+        ("What happened, who was there, why it matters.", "The portal opened on 1 October."),
+        ("https://www.example.org/news/first-story", "https://www.example.org/news/portal"),
+    ]:
+        text = text.replace(old, new)
+    path.write_text(text, "utf-8")
+    check = cli("check", "2019-10")
     assert check.code == 0, check.err + check.out
     assert "the issue is marked as a draft" in check.err  # a warning: not ready to publish
     assert cli("check", "issues/2019-10.yaml", "--strict").code == 1
@@ -229,7 +253,7 @@ def test_word_line_break_in_a_title_is_named_not_blamed_on_the_theme(
     path.write_text(text.replace('  - title: "IOM and its', '  - title: "IOM\\vand its', 1))
     r = cli("build", "issues/2019-09.yaml")
     assert r.code == 1 and "Traceback" not in r.err and "mjml" not in r.err.lower()
-    assert "issues/2019-09.yaml:15:16: articles[0].title: contains an invisible line break" in r.err
+    assert "issues/2019-09.yaml:15:16: articles[1].title: contains an invisible line break" in r.err
 
 
 def test_protocol_relative_link_stops_the_build(cli: Any, workspace: Path) -> None:
@@ -243,7 +267,7 @@ def test_protocol_relative_link_stops_the_build(cli: Any, workspace: Path) -> No
     r = cli("build", "issues/2019-09.yaml")
     assert r.code == 1 and "Traceback" not in r.err
     assert (
-        "issues/2019-09.yaml:16:5: articles[0].summary: the link `//evil.example/x` starts with "
+        "issues/2019-09.yaml:16:5: articles[1].summary: the link `//evil.example/x` starts with "
         "// and has no https: in front, so it is shown as plain text (write the full address: "
         "https://evil.example/x)"
     ) in r.err

@@ -50,7 +50,7 @@ def test_readme_dry_send_works_with_no_environment(cli: Cli, workspace: Path) ->
     assert "first:         ana.lopez@example.org, ben.carter@example.com" in r.out
     assert "NEWSLETTER_SECRET is not set; the outbox uses a development key" in r.err
     assert r.err.count("\n") == 1  # the warning is one line
-    folder = workspace / "outbox" / "2019-09"
+    folder = workspace / "outbox" / "2019-09" / "dry-run"  # issue 9: each run its own folder
     assert (folder / "batch-0001.json").is_file()
     assert len(list((folder / "batch-0001").glob("*.eml"))) == 4
     assert not (workspace / ".newsletter").exists()
@@ -94,7 +94,7 @@ def test_send_status_and_refusal_to_send_twice(
 
     sent = cli("send", "issues/2019-09.yaml", "--list", "sample", "--yes", env=env)
     assert sent.code == 0, sent.err
-    assert "sent 4 recipients in 1 batch(es)" in sent.out
+    assert "sent 4 recipients in 1 batch;" in sent.out
     assert "backend:       SendGrid at " + stub.url in sent.out
     assert sorted(stub.emails()) == [
         "ana.lopez@example.org",
@@ -147,7 +147,7 @@ def test_schedule_then_cancel(cli: Cli, stub: StubSendGrid) -> None:
     when = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     r = cli("send", "issues/2019-09.yaml", "--list", "sample", "--send-at", when, "--yes", env=env)
     assert r.code == 0, r.err
-    assert "scheduled 4 recipients in 1 batch(es)" in r.out
+    assert "scheduled 4 recipients in 1 batch for" in r.out
     assert "scheduled for:" in r.out
     assert "scheduled for" in cli("status", "2019-09", env=env).out
     r = cli("cancel", "2019-09", env=env)
@@ -173,7 +173,7 @@ def test_resume_with_nobody_left_finishes_the_send_and_says_why(
     assert r.code == 0, r.err
     r = cli("send", "issues/2019-09.yaml", "--resume", "--yes", env=env)
     assert r.code == 0, r.err
-    assert "to post again: 0 batch(es), 0 recipients (2 left out: unsubscribed since)" in r.out
+    assert "to post again: 0 batches, 0 recipients (2 left out: unsubscribed since)" in r.out
     assert (
         "send #1 is done: nobody left to send to: 2 already received this issue, "
         "2 suppressed (unsubscribed, bounced or blocked)"

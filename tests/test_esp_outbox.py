@@ -46,7 +46,7 @@ def test_batch_json_is_byte_for_byte_what_the_sendgrid_backend_posts(
     batch = _batch()
     outbox = OutboxBackend(tmp_path / "outbox", settings)
     outcome = outbox.send_batch(CONTENT, batch)
-    written = (tmp_path / "outbox" / "2019-09" / "batch-0001.json").read_bytes()
+    written = (tmp_path / "outbox" / "2019-09" / "send-3" / "batch-0001.json").read_bytes()
     assert outcome.status == 202 and outcome.detail.endswith("batch-0001.json")
     with StubSendGrid() as stub:
         SendGridBackend("SG.key", settings, host=stub.url).send_batch(CONTENT, batch)
@@ -59,7 +59,7 @@ def test_eml_parses_with_list_unsubscribe_and_filled_placeholders(
 ) -> None:
     settings = Workspace(workspace).config.send
     OutboxBackend(tmp_path / "outbox", settings).send_batch(CONTENT, _batch())
-    folder = tmp_path / "outbox" / "2019-09" / "batch-0001"
+    folder = tmp_path / "outbox" / "2019-09" / "send-3" / "batch-0001"
     files = sorted(folder.glob("*.eml"))
     assert [f.name for f in files] == [
         "00001-ana.lopez@example.org.eml",
@@ -99,7 +99,7 @@ def test_dry_run_writes_the_outbox_and_keeps_no_state(
     expected = write_list(workspace, "big", 25, invalid=3)
     report = run(workspace, backend="outbox", lists=["big"], dry_run=True)
     assert report.recipients_sent == 25
-    folder = workspace / "outbox" / "2019-09"
+    folder = workspace / "outbox" / "2019-09" / "dry-run"
     assert sorted(p.name for p in folder.glob("*.json")) == [
         "batch-0001.json",
         "batch-0002.json",

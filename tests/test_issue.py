@@ -52,24 +52,24 @@ def test_minimal_issue_reads(tmp_path: Path) -> None:
     located = read_issue(write(tmp_path, GOOD))
     assert located.issue.articles[0].title == "First"
     assert str(located.issue.date) == "2019-09-30"
-    assert located.where("articles[0].url") == (7, 5)
+    assert located.where("articles[1].url") == (7, 5)
 
 
 def test_unknown_key_suggests_the_right_one_with_line_and_field(tmp_path: Path) -> None:
     text = GOOD.replace("  - title:", "  - titel:")
     got = problems(write(tmp_path, text))
     assert any(
-        "2019-09.yaml:5:5: articles[0].titel: unknown field (did you mean `title`?)" in p
+        "2019-09.yaml:5:5: articles[1].titel: unknown field (did you mean `title`?)" in p
         for p in got
     ), got
-    assert any("articles[0].title: required field is missing" in p for p in got), got
+    assert any("articles[1].title: required field is missing" in p for p in got), got
 
 
 def test_missing_alt_points_at_the_image(tmp_path: Path) -> None:
     text = GOOD + "    image:\n      src: https://www.example.org/a.png\n"
     got = problems(write(tmp_path, text))
     assert len(got) == 1
-    assert ":8:5: articles[0].image.alt: required field is missing" in got[0]
+    assert ":8:5: articles[1].image.alt: required field is missing" in got[0]
     assert "describe the picture" in got[0]
 
 
@@ -78,8 +78,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "https://www.example.org/a", "not a url"
     )
     got = problems(write(tmp_path, text))
-    assert any(":3:1: date: is not a date; write it as YYYY-MM-DD" in p for p in got), got
-    assert any(":7:5: articles[0].url: is not a web address" in p for p in got), got
+    assert any(":3:1: date: is not a real date (there is no month 13" in p for p in got), got
+    assert any(":7:5: articles[1].url: is not a web address" in p for p in got), got
 
 
 def test_wrong_types(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_wrong_types(tmp_path: Path) -> None:
     )
     assert any("number: must be a whole number" in p for p in got), got
     got = problems(write(tmp_path, GOOD.replace('  - title: "First"', '  - title: ["a", "b"]')))
-    assert any("articles[0].title: must be text" in p for p in got), got
+    assert any("articles[1].title: must be text" in p for p in got), got
 
 
 def test_zero_articles(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_zero_articles(tmp_path: Path) -> None:
 def test_duplicate_key_names_both_the_key_and_line(tmp_path: Path) -> None:
     got = problems(write(tmp_path, GOOD + 'subject: "again"\n'))
     assert len(got) == 1
-    assert ':8:1: YAML syntax error: the key "subject" appears twice' in got[0]
+    assert ':8:1: the key "subject" appears twice (lines 1 and 8)' in got[0]
 
 
 def test_tab_indentation(tmp_path: Path) -> None:
@@ -137,8 +137,8 @@ def test_a_list_instead_of_fields(tmp_path: Path) -> None:
 
 def test_unquoted_colon_is_a_syntax_error_with_a_hint(tmp_path: Path) -> None:
     got = problems(write(tmp_path, GOOD.replace('"First"', "Labour: a new deal: now")))
-    assert "YAML syntax error" in got[0] and ":5:" in got[0]
-    assert "quotes" in got[0]
+    assert ':5:18: this line has ": " inside a text that is not in quotes' in got[0]
+    assert got[0].endswith('(put the whole text in quotes: title: "Labour: a new deal: now")')
 
 
 def test_five_megabyte_summary_is_refused_with_its_line(tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_five_megabyte_summary_is_refused_with_its_line(tmp_path: Path) -> None:
     assert path.stat().st_size > 5_000_000
     got = problems(path)
     assert len(got) == 1
-    assert ":6:5: articles[0].summary: is too long (" in got[0]
+    assert ":6:5: articles[1].summary: is too long (" in got[0]
     assert "at most 10,000" in got[0]
 
 
@@ -196,7 +196,7 @@ def test_booleans_are_not_numbers(tmp_path: Path) -> None:
 def test_control_character_from_word_is_located(tmp_path: Path) -> None:
     got = problems(write(tmp_path, GOOD.replace('"First"', '"Fi\x0brst"')))
     assert got == [
-        f"{tmp_path / '2019-09.yaml'}:5:15: articles[0].title: contains an invisible line break "
+        f"{tmp_path / '2019-09.yaml'}:5:15: articles[1].title: contains an invisible line break "
         "from Word's Shift+Enter (U+000B) (retype the text or delete the character at column 15; "
         "it often comes from text pasted from Word or a web page)"
     ]
@@ -223,7 +223,7 @@ def test_missing_top_level_field_points_at_line_1(tmp_path: Path) -> None:
 def test_image_wider_than_the_column_is_refused(tmp_path: Path) -> None:
     text = GOOD + "    image: {src: https://www.example.org/a.png, alt: a, width: 600}\n"
     got = problems(write(tmp_path, text))
-    assert any("articles[0].image.width: must be 552 or less" in p for p in got), got
+    assert any("articles[1].image.width: must be 552 or less" in p for p in got), got
 
 
 @pytest.mark.parametrize(
@@ -249,15 +249,15 @@ def test_script_and_scheme_less_addresses_in_url_fields_are_errors(
     path = tmp_path / "2019-09.yaml"
     url_errors = [p for p in got if "web address" in p]
     assert len(url_errors) == 2, got
-    assert url_errors[0].startswith(f"{path}:7:5: articles[0].url: ")
-    assert url_errors[1].startswith(f"{path}:8:13: articles[0].image.src: ")
+    assert url_errors[0].startswith(f"{path}:7:5: articles[1].url: ")
+    assert url_errors[1].startswith(f"{path}:8:13: articles[1].image.src: ")
     if "\\x01" in address:  # and the invisible character itself, at its escape
-        assert got[0].startswith(f"{path}:7:11: articles[0].url: contains an invisible control")
+        assert got[0].startswith(f"{path}:7:11: articles[1].url: contains an invisible control")
 
 
 def test_protocol_relative_url_gets_the_full_address_as_hint(tmp_path: Path) -> None:
     text = GOOD.replace("url: https://www.example.org/a", "url: //www.example.org/a")
     assert problems(write(tmp_path, text)) == [
-        f"{tmp_path / '2019-09.yaml'}:7:5: articles[0].url: is not a web address (it must "
+        f"{tmp_path / '2019-09.yaml'}:7:5: articles[1].url: is not a web address (it must "
         "start with https://) (write the full address: https://www.example.org/a)"
     ]

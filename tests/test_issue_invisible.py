@@ -100,11 +100,11 @@ def test_every_single_line_field_is_covered_and_reported_at_once(tmp_path: Path)
     )
     problems = found(write(tmp_path, text))
     assert located(problems) == [
-        (5, 15, "articles[0].title"),
-        (10, 21, "articles[0].category"),
-        (12, 56, "articles[0].image.alt"),
-        (13, 18, "articles[0].button"),
-        (14, 22, "articles[0].location"),
+        (5, 15, "articles[1].title"),
+        (10, 21, "articles[1].category"),
+        (12, 56, "articles[1].image.alt"),
+        (13, 18, "articles[1].button"),
+        (14, 22, "articles[1].location"),
     ]
 
 
@@ -115,18 +115,18 @@ def test_raw_line_separators_do_not_shift_later_line_numbers(tmp_path: Path) -> 
     )
     problems = found(write(tmp_path, text))
     assert [(p.line, p.column, p.field, p.code) for p in problems] == [
-        (7, 11, "articles[0].summary", "control_character"),
-        (7, 19, "articles[0].summary", "control_character"),
-        (7, 20, "articles[0].summary", "control_character"),
-        (5, 5, "articles[0].url", "missing"),
-        (10, 5, "articles[0].ulr", "extra_forbidden"),  # line 10 in the editor, too
+        (7, 11, "articles[1].summary", "control_character"),
+        (7, 19, "articles[1].summary", "control_character"),
+        (7, 20, "articles[1].summary", "control_character"),
+        (5, 5, "articles[1].url", "missing"),
+        (10, 5, "articles[1].ulr", "extra_forbidden"),  # line 10 in the editor, too
     ]
 
 
 def test_character_in_a_url_is_caught_before_it_is_percent_encoded(tmp_path: Path) -> None:
     url = '    url: "https://www.example.org/a\\u2028b"\n'
     path = write(tmp_path, GOOD.replace("    url: https://www.example.org/a\n", url))
-    assert located(found(path)) == [(10, 36, "articles[0].url")]
+    assert located(found(path)) == [(10, 36, "articles[1].url")]
 
 
 def test_character_in_a_comment_is_located_without_a_field(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_character_next_to_a_yaml_error_is_reported_with_it(tmp_path: Path) -> N
     path = write(tmp_path, GOOD.replace('"First"', '"Fi\x0brst"') + "subject: again\n")
     problems = found(path)
     assert [(p.line, p.field, p.code) for p in problems] == [
-        (5, "articles[0].title", "control_character"),
+        (5, "articles[1].title", "control_character"),
         (12, None, "duplicate_key"),
     ]
 
@@ -157,7 +157,7 @@ def test_ordinary_text_with_tabs_and_line_breaks_still_reads(tmp_path: Path) -> 
 def test_a_pasted_document_full_of_them_lists_twenty_and_counts_the_rest(tmp_path: Path) -> None:
     summary = "      " + "word\x0b" * 1500 + "\n"
     problems = found(write(tmp_path, GOOD.replace("      Some *text*.\n", summary)))
-    assert len(problems) == 21 and problems[0].field == "articles[0].summary"
+    assert len(problems) == 21 and problems[0].field == "articles[1].summary"
     assert problems[-1].render() == (
         f"{tmp_path / '2019-09.yaml'}: and 1,480 more invisible characters "
         "(paste the text again as plain text with Ctrl+Shift+V, then check again)"

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from conftest import TEST_ENV
+from newsletter.addresses import suppression_key
 from newsletter.esp.sendgrid_events import normalise_event
 from newsletter.events import Event, EventRow, EventStore
 from newsletter.ledger import Ledger, RecipientRow
 from newsletter.report import chart_svg, summarise
-from newsletter.subscribers import suppression_key
 
 T0 = 1_568_620_800  # 2019-09-16 08:00 UTC
 

@@ -102,7 +102,7 @@ def test_a_resumed_send_keeps_its_frozen_audience(
     done = run_cli("send", "issues/2019-09.yaml", "--resume", "--yes", cwd=workspace, env=env)
     assert done.code == 0, done.err
     assert "recipients:    299 (not yet sent)" in done.out, done.out
-    assert "to post again: 1 batch(es), 100 recipients" in done.out
+    assert "to post again: 1 batch, 100 recipients" in done.out
     assert Counter(stub.emails()) == Counter(e for e in expected if e != leaving)
 
 
@@ -139,7 +139,7 @@ def test_the_plan_waits_for_an_import_into_the_list_to_finish(
     """An import holds the list's lock while it rewrites the file; a send's plan reads the
     list only after it, so it never sees the import half-done."""
     from newsletter.config import Workspace
-    from newsletter.subscribers import list_lock
+    from newsletter.list_locks import list_lock
 
     sendgrid_env(monkeypatch, "http://127.0.0.1:9")  # a dry run posts nothing
     write_list(workspace, "big", 100)

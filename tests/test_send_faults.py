@@ -37,7 +37,8 @@ from newsletter.ledger import (
     PAUSED,
     Ledger,
 )
-from newsletter.suppressions import Suppression, add_suppressions, now_iso
+from newsletter.suppression_file import Suppression, now_iso
+from newsletter.suppression_writes import add_suppressions
 from stub_sendgrid import StubSendGrid, close, hang, ok, rate_limited, status
 from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
     SECRET,
@@ -518,8 +519,8 @@ def test_resend_unknown_leaves_out_who_unsubscribed_and_remembers_they_may_have_
         env=env,
     )
     assert r.code == 0, r.err
-    assert "to post again: 1 batch(es), 998 recipients (2 left out: unsubscribed since)" in r.out
-    assert "2 subscriber(s) unsubscribed before their batch was posted again" in r.err
+    assert "to post again: 1 batch, 998 recipients (2 left out: unsubscribed since)" in r.out
+    assert "2 subscribers unsubscribed before their batch was posted again" in r.err
     resent = stub.sends()[2]
     assert len(resent.body["personalizations"]) == 998
     assert not set(leaving) & {p["to"][0]["email"] for p in resent.body["personalizations"]}

@@ -11,20 +11,12 @@ from pathlib import Path
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.addresses import NON_ASCII_LOCAL, normalise_email, normalise_recipient
 from newsletter.config import Workspace
 from newsletter.errors import SubscriberListError
-from newsletter.subscribers import (
-    NON_ASCII_LOCAL,
-    Audience,
-    RowProblem,
-    Subscriber,
-    import_list,
-    iter_list,
-    list_names,
-    list_path,
-    normalise_email,
-    normalise_recipient,
-)
+from newsletter.importing import import_list
+from newsletter.rows import RowProblem, Subscriber
+from newsletter.subscribers import Audience, iter_list, list_names, list_path
 from newsletter.suppressions import SuppressionList
 
 

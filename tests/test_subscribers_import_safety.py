@@ -22,7 +22,7 @@ import pytest
 
 from conftest import Result
 from newsletter.config import Workspace
-from newsletter.subscribers import list_lock
+from newsletter.list_locks import list_lock
 
 Cli = Callable[..., Result]
 

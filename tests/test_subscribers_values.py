@@ -19,14 +19,9 @@ from typing import Any
 import pytest
 
 from conftest import Result
-from newsletter.subscribers import (
-    PERSONAL_VALUES_BYTES,
-    RowProblem,
-    Subscriber,
-    iter_list,
-    normalise_recipient,
-    personal_values_problem,
-)
+from newsletter.addresses import normalise_recipient
+from newsletter.rows import PERSONAL_VALUES_BYTES, RowProblem, Subscriber, personal_values_problem
+from newsletter.subscribers import iter_list
 
 Cli = Callable[..., Result]
 SEND = ("send", "issues/2019-09.yaml", "--backend", "outbox", "--dry-run", "--yes")
@@ -51,7 +46,7 @@ def read(path: Path, warnings: bool = False) -> tuple[list[Subscriber], list[Row
 
 def outbox(workspace: Path) -> tuple[list[dict[str, Any]], list[EmailMessage]]:
     """The personalizations of every batch file and every .eml, in order."""
-    folder = workspace / "outbox" / "2019-09"
+    folder = workspace / "outbox" / "2019-09" / "dry-run"  # a dry run's own folder (issue 9)
     personalizations: list[dict[str, Any]] = []
     for batch in sorted(folder.glob("batch-*.json")):
         personalizations += json.loads(batch.read_bytes())["personalizations"]

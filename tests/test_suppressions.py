@@ -12,16 +12,9 @@ import pytest
 from newsletter.cli.audience import Reason
 from newsletter.errors import SubscriberListError
 from newsletter.events import EventStore
-from newsletter.suppressions import (
-    HEADER,
-    REASONS,
-    Suppression,
-    SuppressionList,
-    add_suppressions,
-    merge_pending,
-    pending_entry,
-    read_suppressions,
-)
+from newsletter.suppression_file import HEADER, REASONS, Suppression, read_suppressions
+from newsletter.suppression_writes import add_suppressions, merge_pending, pending_entry
+from newsletter.suppressions import SuppressionList
 
 AT = "2019-09-01T08:00:00+00:00"
 

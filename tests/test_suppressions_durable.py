@@ -16,13 +16,10 @@ import pytest
 from conftest import run_cli
 from newsletter.config import Workspace
 from newsletter.ledger import DONE, PAUSED, Ledger
+from newsletter.suppression_file import Suppression, read_suppressions
 from newsletter.suppression_store import SuppressionStore
-from newsletter.suppressions import (
-    Suppression,
-    SuppressionList,
-    add_suppressions,
-    read_suppressions,
-)
+from newsletter.suppression_writes import add_suppressions
+from newsletter.suppressions import SuppressionList
 from stub_sendgrid import StubSendGrid
 from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
     _fast_retries,

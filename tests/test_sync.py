@@ -26,7 +26,8 @@ from newsletter.esp.sendgrid_sync import (
     sync_suppressions,
 )
 from newsletter.events import EventStore
-from newsletter.suppressions import Suppression, pending_entry
+from newsletter.suppression_file import Suppression
+from newsletter.suppression_writes import pending_entry
 from prism import prism
 from stub_suppressions import Scripted, Stub, stub_sendgrid
 

@@ -7,18 +7,22 @@ by what they read, and this module is where callers find all four:
 * :func:`lint_issue`, the issue's words and links: issue_checks.py;
 * :func:`lint_config`, brand colours and links in newsletter.toml: here;
 * :func:`lint_theme`, the theme's MJML against the table in mjml_schema.toml: theme_checks.py;
-* :func:`lint_output`, the email subscribers will receive (size, alt text, footer): here.
+* :func:`lint_output`, the email subscribers will receive (size, alt text, footer, words
+  in the issue's language): here;
+* :func:`lint_unbuildable`, all of them that can run on an issue file with errors, so that
+  `check` shows every problem in one run: here.
 """
 
 from __future__ import annotations
 
 import html as html_mod
+import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 
-from .config import CONFIG_FILE, Config
-from .errors import Problem
-from .issue import Located
+from .config import CONFIG_FILE, Config, Workspace
+from .errors import Problem, format_path
+from .issue import Located, Parsed, load_issue
 from .issue_checks import PREHEADER_MAX, PREHEADER_MIN, SUBJECT_MAX, lint_issue
 from .message import UNSUBSCRIBE_URL
 from .theme_checks import MJML_TAGS, is_mjml_tag, lint_theme
@@ -37,7 +41,9 @@ __all__ = [
     "lint_config",
     "lint_issue",
     "lint_output",
+    "lint_language",
     "lint_theme",
+    "lint_unbuildable",
 ]
 
 GMAIL_CLIP_BYTES = 102_000
@@ -112,7 +118,7 @@ def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
     if cfg.organisation.logo_url:
         links["organisation.logo_url"] = cfg.organisation.logo_url
     for i, s in enumerate(cfg.social):
-        links[f"social[{i}].url"] = s.url
+        links[format_path(("social", i, "url"))] = s.url
     for key, url in links.items():
         if url.scheme != "https":
             out.append(
@@ -149,7 +155,7 @@ def lint_output(
     located: Located, cfg: Config, html: str, text: str, theme_dir: Path
 ) -> list[Problem]:
     """Checks on what subscribers will receive (after inlining)."""
-    out: list[Problem] = []
+    out: list[Problem] = lint_language(located, cfg, theme_dir)
     path = located.path
     tags = _Tags()
     tags.feed(html)
@@ -227,3 +233,51 @@ def lint_output(
 
 def _contains_text(html: str, needle: str) -> bool:
     return needle in html or html_mod.escape(needle, quote=False) in html
+
+
+# ---------------------------------------------------------------- the theme's words
+LABELS_FILE = "labels.toml"
+
+
+def lint_language(located: Parsed, cfg: Config, theme_dir: Path) -> list[Problem]:
+    """An issue in a language the theme has no words for would greet readers in English."""
+    labels_path = theme_dir / LABELS_FILE
+    try:
+        labels = tomllib.loads(labels_path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # no labels at all, or broken: the renderer says so with the file's line
+    given = located.values.get("language")
+    language = given if isinstance(given, str) else cfg.language
+    if language in labels or language.split("-")[0] in labels:
+        return []
+    root = theme_dir.parent.parent  # the workspace: templates/<theme>/ is in it
+    shown = labels_path.relative_to(root) if labels_path.is_relative_to(root) else labels_path
+    known = ", ".join(sorted(k for k, v in labels.items() if isinstance(v, dict)))
+    message = (
+        f"there are no words for language `{language}` in {shown}, so the email would say "
+        '"Hello" and "Read more" in English'
+    )
+    hint = (
+        f"use a language the theme has ({known}), or add a [{language}] table to {shown}: "
+        "copy the [en] table and translate each text"
+    )
+    if isinstance(given, str):
+        return [located.problem("language", message, hint=hint, code="language_labels")]
+    return [  # the workspace's default language
+        Problem(
+            message=message,
+            path=root / CONFIG_FILE,
+            field="language",
+            hint=hint,
+            code="language_labels",
+        )
+    ]
+
+
+def lint_unbuildable(ws: Workspace, path: Path) -> list[Problem]:
+    """Every problem of an issue file that has errors: those errors, the checks on the
+    fields that could be read, and the checks on the configuration and the theme."""
+    parsed, problems = load_issue(path)
+    if parsed is not None:
+        problems += lint_issue(parsed) + lint_language(parsed, ws.config, ws.theme_dir)
+    return problems + lint_config(ws.config, ws.config_path) + lint_theme(ws.theme_dir)

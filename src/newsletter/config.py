@@ -10,7 +10,7 @@ Nothing here knows a provider: ``[send]`` holds what every backend understands, 
 provider's own settings live in its own table (``[sendgrid]``), whose model
 (a :class:`ProviderSettings`) is declared beside the backend in ``esp/`` and found
 through :mod:`newsletter.esp.registry`.  Keys that used to sit in ``[send]`` and now
-belong to a provider (``send.asm_group_id`` ...) are still read, with a one-time
+belong to a provider (the SendGrid group settings ...) are still read, with a one-time
 warning naming their new place.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -115,6 +116,18 @@ class Send(_Section):
         description="public base URL of `newsletter serve`; the one-click link is <this>/u/<token>"
     )
     unsubscribe_mailto: str | None = None
+    timezone: str | None = Field(
+        default=None,
+        description="time zone of a --send-at without one, e.g. America/Costa_Rica",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        zone_info(value)  # ValueError with the words to show
+        return value.strip()
 
     @field_validator("backend")
     @classmethod
@@ -143,6 +156,21 @@ class Send(_Section):
         if not local or "." not in domain or any(c in address for c in " <>,;?"):
             raise ValueError("must be an email address such as unsubscribe@example.org")
         return address
+
+
+def zone_info(name: str) -> ZoneInfo:
+    """The time zone named by an IANA name such as America/Costa_Rica (a ZoneInfo), or
+    ValueError in words a person can act on.  Used by `send.timezone` and --timezone."""
+    text = name.strip()
+    try:
+        if not text or text.startswith(("/", ".")) or ".." in text:
+            raise ValueError(text)
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"{name!r} is not a time zone name; use one such as America/Costa_Rica, "
+            "America/Mexico_City, Europe/Madrid or UTC"
+        ) from None
 
 
 class Server(_Section):

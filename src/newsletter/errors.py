@@ -35,7 +35,7 @@ raised and turned into an answer or a message.
     ├── BodyTooLarge, BodyTimeout,   (server/bodies.py) a request body over the cap (413), too slow
     │   ClientGone                   (408), or abandoned by its client (one log line)
     ├── TooManyNodes                 (issue_yaml.py) an alias bomb in a YAML file: an IssueError
-    ├── _TooLong                     (subscribers.py) a subscriber's values over the provider's limit
+    ├── TooLong                      (rows.py) a subscriber's values over the provider's limit
     └── _Stop                        (engine.py) a send must stop: becomes the report's state and reason
 
 ``tests/test_architecture.py`` fails when a module defines an exception that is not
@@ -78,11 +78,15 @@ class ConfigError(NewsletterError):
 
 
 def format_path(loc: tuple[int | str, ...]) -> str:
-    """A validation location as users write it: ("articles", 3, "image") -> articles[3].image."""
+    """A location as people count: ("articles", 2, "image") -> articles[3].image, the third.
+
+    Positions in a list count from 1 in every message (articles[1] is the first article,
+    social[2] the second `[[social]]` table), as staff number them; code counts from 0.
+    """
     out = ""
     for part in loc:
         if isinstance(part, int):
-            out += f"[{part}]"
+            out += f"[{part + 1}]"
         else:
             out += ("." if out else "") + str(part)
     return out

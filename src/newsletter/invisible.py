@@ -20,7 +20,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import Problem
-from .issue_yaml import yaml_loader
+from .issue_yaml import item_path, yaml_loader
 
 MAX_SHOWN = 20  # invisible characters listed one by one
 
@@ -60,7 +60,7 @@ def _scalars(clean: str) -> list[tuple[int, int, str, ScalarNode]]:
                 walk(value, sub)
         elif isinstance(node, SequenceNode):
             for i, item in enumerate(node.value):
-                walk(item, f"{path}[{i}]")
+                walk(item, item_path(path, i))
 
     try:
         root = yaml_loader().compose(clean)

@@ -7,15 +7,21 @@ records where each key and item came from; pydantic does the validation, and
 its error locations are mapped back onto those positions.  All problems in a
 file are reported at once, not just the first.  The YAML side (loader, positions,
 syntax errors in words) is issue_yaml.py; invisible characters are invisible.py.
+
+A file with errors still says what could be read (:func:`load_issue` returns it as a
+:class:`Parsed` without the fields in error), so that `check` reports the warnings about the
+rest in the same run instead of after the errors are fixed.  Positions in lists count from 1
+(``articles[1]`` is the first article), as in every message (errors.format_path).
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import difflib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,8 +43,16 @@ from ruamel.yaml.error import YAMLError
 from .errors import IssueError, NewsletterError, Problem, format_path
 from .invisible import INVISIBLE, has_invisible, invisible_characters
 from .issue_yaml import MAX_NODES as MAX_NODES
+from .issue_yaml import (
+    Comment,
+    TooManyNodes,
+    plain,
+    record_positions,
+    trailing_comments,
+    yaml_loader,
+)
 from .issue_yaml import Position as Position
-from .issue_yaml import TooManyNodes, plain, record_positions, yaml_loader, yaml_problem
+from .yaml_words import yaml_problem
 
 MAX_FILE_BYTES = 10_000_000
 MAX_MARKDOWN_CHARS = 10_000
@@ -51,8 +65,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+_YMD = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+
+
 def _date_text(value: Any) -> Any:
-    """Dates are written YYYY-MM-DD; a bare number would be read as seconds since 1970."""
+    """Dates are written YYYY-MM-DD; a bare number would be read as seconds since 1970.
+
+    A date in the right form that no calendar has (2019-10-32) says why, in words.
+    """
     if isinstance(value, dt.date):
         return value
     if not isinstance(value, str):
@@ -60,7 +80,17 @@ def _date_text(value: Any) -> Any:
     try:
         return dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError("is not a date; write it as YYYY-MM-DD") from None
+        pass
+    m = _YMD.match(value.strip())
+    if m:
+        year, month, day = (int(g) for g in m.groups())
+        if not 1 <= month <= 12:
+            raise ValueError(f"is not a real date (there is no month {month}; months go 1 to 12)")
+        days = calendar.monthrange(year, month)[1]
+        name = calendar.month_name[month] + (f" {year}" if month == 2 else "")
+        if not 1 <= day <= days:
+            raise ValueError(f"is not a real date ({name} has {days} days)")
+    raise ValueError("is not a date; write it as YYYY-MM-DD")
 
 
 IssueDate = Annotated[dt.date, BeforeValidator(_date_text)]
@@ -116,12 +146,17 @@ class Issue(_Model):
 
 
 @dataclass
-class Located:
-    """The model plus where every field came from, for messages and lints."""
+class Parsed:
+    """What the YAML gave, before or beside the model: for messages and lints.
 
-    issue: Issue
+    ``values`` are the fields as written (plain dicts and lists), less any field that failed
+    validation; ``comments`` are the comments that cut an unquoted text short.
+    """
+
     path: Path
-    positions: dict[str, Position] = field(default_factory=dict)
+    values: dict[str, Any]
+    positions: dict[str, Position]
+    comments: list[Comment]
 
     @property
     def issue_id(self) -> str:
@@ -148,6 +183,13 @@ class Located:
             field=field_path,
             **kw,
         )
+
+
+@dataclass
+class Located(Parsed):
+    """A valid issue: the model plus where every field came from."""
+
+    issue: Issue
 
 
 _CHILD_MODELS: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
@@ -187,7 +229,28 @@ _FRIENDLY = {
 }
 
 
-def _problems_from_validation(exc: ValidationError, located: Located) -> list[Problem]:
+# What to write after a key left empty (`subject:` with nothing after it).
+_WHAT = {
+    "subject": "the email's subject line",
+    "date": "the publication date as YYYY-MM-DD",
+    "title": "the article's title",
+    "summary": "two or three sentences about the story",
+    "url": "the address of the full story",
+    "src": "the https address of the picture",
+    "alt": "what the picture shows",
+    "draft": "true or false",
+    "greeting": "true or false",
+}
+
+
+def _empty(err: Any) -> bool:
+    """`subject:` with nothing after it (None), or `subject: ""`."""
+    if err["type"] == "missing":
+        return False
+    return err.get("input", 0) is None or err["type"] == "string_too_short"
+
+
+def _problems_from_validation(exc: ValidationError, located: Parsed) -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -195,7 +258,15 @@ def _problems_from_validation(exc: ValidationError, located: Located) -> list[Pr
         kind = err["type"]
         message = _FRIENDLY.get(kind, err["msg"])
         hint = None
-        if kind == "extra_forbidden":
+        if _empty(err):
+            message = "is empty"
+            if loc and isinstance(loc[-1], int):
+                hint = "write its fields after the dash, or delete the dash"
+            elif loc and loc[-1] == "articles":
+                hint = "add at least one article, starting with `- title:`"
+            elif loc:
+                hint = f"write {_WHAT.get(str(loc[-1]), 'a value')} after `{loc[-1]}:`"
+        elif kind == "extra_forbidden":
             key = str(loc[-1])
             allowed = _fields_at(loc[:-1])
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
@@ -232,35 +303,48 @@ def _problems_from_validation(exc: ValidationError, located: Located) -> list[Pr
 
 def read_issue(path: Path) -> Located:
     """Read and validate an issue file; raise IssueError listing every problem found."""
+    parsed, problems = load_issue(path)
+    if problems or not isinstance(parsed, Located):
+        raise IssueError(problems)
+    return parsed
+
+
+def load_issue(path: Path) -> tuple[Parsed | None, list[Problem]]:
+    """What could be read of an issue file, and every error found reading it.
+
+    The first is a :class:`Located` when the file is valid, a :class:`Parsed` holding the
+    fields that were read when some are in error, and None when nothing could be read
+    (a missing file, a YAML syntax error).
+    """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise IssueError(
+        return None, [
             Problem(
                 message="file not found",
                 path=path,
                 hint="issues live in issues/YYYY-MM.yaml; `newsletter new` makes one",
             )
-        ) from None
+        ]
     except IsADirectoryError:
-        raise IssueError(Problem(message="is a folder, not an issue file", path=path)) from None
+        return None, [Problem(message="is a folder, not an issue file", path=path)]
     except OSError as exc:
-        raise IssueError(Problem(message=f"cannot be read: {exc.strerror}", path=path)) from None
+        return None, [Problem(message=f"cannot be read: {exc.strerror}", path=path)]
     if len(raw) > MAX_FILE_BYTES:
-        raise IssueError(
+        return None, [
             Problem(
                 message=f"file is {len(raw):,} bytes; an issue file must be under {MAX_FILE_BYTES:,}",
                 path=path,
                 hint="an email links to long texts instead of containing them",
                 code="too_large",
             )
-        )
+        ]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise IssueError(
+        return None, [
             Problem(
                 message=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be read)",
                 path=path,
@@ -269,11 +353,11 @@ def read_issue(path: Path) -> Located:
                 hint="save the file as UTF-8 in your editor",
                 code="encoding",
             )
-        ) from None
+        ]
     if not text.strip() or all(
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.split("\n")
     ):
-        raise IssueError(
+        return None, [
             Problem(
                 message="the file is empty",
                 path=path,
@@ -281,7 +365,7 @@ def read_issue(path: Path) -> Located:
                 hint="start from `newsletter new`, which writes a commented skeleton",
                 code="empty",
             )
-        )
+        ]
     # Invisible characters become spaces for parsing (same offsets, no extra YAML line breaks),
     # so that they can be reported in their field together with every other problem.
     raw_invisible = INVISIBLE.search(text) is not None
@@ -289,11 +373,9 @@ def read_issue(path: Path) -> Located:
     try:
         data = yaml_loader().load(clean)
     except YAMLError as exc:
-        raise IssueError(
-            [*invisible_characters(path, text, clean), yaml_problem(path, exc)]
-        ) from None
+        return None, [*invisible_characters(path, text, clean), yaml_problem(path, exc, clean)]
     if not isinstance(data, CommentedMap):
-        raise IssueError(
+        return None, [
             Problem(
                 message="the file must be a set of `key: value` lines (subject, date, articles, …)",
                 path=path,
@@ -301,12 +383,12 @@ def read_issue(path: Path) -> Located:
                 code="not_mapping",
                 hint="start from `newsletter new`, which writes a commented skeleton",
             )
-        )
+        ]
     positions: dict[str, Position] = {}
     try:
         record_positions(data, "", positions)
     except TooManyNodes:
-        raise IssueError(
+        return None, [
             Problem(
                 message=f"the file expands to more than {MAX_NODES:,} values",
                 path=path,
@@ -314,19 +396,34 @@ def read_issue(path: Path) -> Located:
                 hint="remove repeated `*alias` references; write each article out in full",
                 code="too_many_values",
             )
-        ) from None
+        ]
     values = plain(data)
     problems = (
         invisible_characters(path, text, clean) if raw_invisible or has_invisible(values) else []
     )
-    located = Located(issue=None, path=path, positions=positions)  # type: ignore[arg-type]
+    parsed = Parsed(path, values, positions, trailing_comments(data))
     try:
-        located.issue = Issue.model_validate(values)
+        issue = Issue.model_validate(values)
     except ValidationError as exc:
-        problems += _problems_from_validation(exc, located)
-    if problems:
-        raise IssueError(problems)
-    return located
+        problems += _problems_from_validation(exc, parsed)
+        for err in exc.errors():
+            _leave_out(values, tuple(err["loc"]))
+        return parsed, problems
+    return Located(path, values, positions, parsed.comments, issue), problems
+
+
+def _leave_out(values: Any, loc: tuple[int | str, ...]) -> None:
+    """Drop the value at `loc` (a field in error) so that lints see only what was read."""
+    for part in loc[:-1]:
+        try:
+            values = values[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    last = loc[-1] if loc else None
+    if isinstance(values, dict) and last in values:
+        del values[last]
+    elif isinstance(values, list) and isinstance(last, int) and 0 <= last < len(values):
+        values[last] = None  # keep the others at their positions
 
 
 _ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -345,6 +442,17 @@ def issue_id_of(arg: str) -> str:
             hint="give the issue's file name without .yaml, e.g. `newsletter report 2019-09`",
         )
     return name
+
+
+def issue_file(issues_dir: Path, arg: Path) -> Path:
+    """The file an ISSUE argument names: a path as given, or an issue id (`2019-10`, as
+    `status` and `report` take) for issues/2019-10.yaml."""
+    if arg.exists() or arg.suffix in (".yaml", ".yml") or len(arg.parts) != 1:
+        return arg
+    for suffix in (".yaml", ".yml"):
+        if (issues_dir / f"{arg.name}{suffix}").is_file():
+            return issues_dir / f"{arg.name}{suffix}"
+    return issues_dir / f"{arg.name}.yaml"  # not there: reading it says "file not found"
 
 
 def iter_issue_files(issues_dir: Path) -> Iterator[Path]:

@@ -1,22 +1,26 @@
 """The YAML side of reading an issue: the loader, where every value sits, and syntax errors.
 
 ruamel.yaml's round-trip loader is used because it records the line and column of each key
-and list item, which is what lets every later message point at a line.  Dates stay text
-(pydantic parses them and names the field of a bad one), duplicate keys are refused, and a
-syntax error is put in words staff can act on (a tab, a key written twice) at its line.
+and list item, which is what lets every later message point at a line, and because it keeps
+comments: an unquoted `#data4all` at the end of a title is a comment to YAML, and
+:func:`trailing_comments` finds it so that `check` can say the text was cut.  Quotes are
+kept (``preserve_quotes``) to tell a quoted value, whose comment is deliberate, from a plain
+one.  Dates stay text (pydantic parses them and names the field of a bad one), duplicate keys
+are refused, and a syntax error is put in words staff can act on at its line
+(:func:`yaml_problem`): ruamel's own wording ("expected <block end>, but found '?'") is
+never shown.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from .errors import Problem
+from .errors import format_path
 
 MAX_NODES = 20_000
 
@@ -34,11 +38,17 @@ def yaml_loader() -> YAML:
     y = YAML(typ="rt")
     y.Constructor = _Constructor
     y.allow_duplicate_keys = False
+    y.preserve_quotes = True  # a quoted value is a str subclass: see trailing_comments
     return y
 
 
 class TooManyNodes(Exception):
     pass
+
+
+def item_path(prefix: str, index: int) -> str:
+    """`articles` and 0 -> `articles[1]`: list positions count from 1 (errors.format_path)."""
+    return prefix + format_path((index,))
 
 
 def record_positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
@@ -60,7 +70,7 @@ def record_positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
             record_positions(node[key], path, out)
     elif isinstance(node, CommentedSeq):
         for i, item in enumerate(node):
-            path = f"{prefix}[{i}]"
+            path = item_path(prefix, i)
             try:
                 line, col = node.lc.item(i)
             except (KeyError, TypeError, AttributeError, IndexError):
@@ -72,7 +82,7 @@ def record_positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
 def plain(node: Any) -> Any:
     """Plain dicts and lists for pydantic (ruamel's types carry comments and positions)."""
     if isinstance(node, dict):
-        return {str(k) if not isinstance(k, str) else k: plain(v) for k, v in node.items()}
+        return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [plain(v) for v in node]
     if hasattr(node, "value") and type(node).__name__.endswith("Int"):
@@ -82,34 +92,44 @@ def plain(node: Any) -> Any:
     return node
 
 
-def yaml_problem(path: Path, exc: YAMLError) -> Problem:
-    """A YAML syntax error at its line and column, in words (a tab, a duplicate key)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    col = mark.column + 1 if mark is not None else None
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    hint = "check the indentation and that text with ': ' or '#' is in quotes"
-    code = "yaml_syntax"
-    if "found duplicate key" in str(exc):
-        key = str(exc).split('found duplicate key "', 1)[-1].split('"', 1)[0]
-        problem = f'the key "{key}" appears twice'
-        hint = "keep one of them; each key may appear once per block"
-        code = "duplicate_key"
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            line, col = mark.line + 1, mark.column + 1
-    elif "'\\t'" in str(exc):
-        problem = "a tab character is used for indentation"
-        hint = "indent with spaces only; set your editor to insert spaces"
-        code = "tab"
-    elif context and isinstance(exc, MarkedYAMLError):
-        problem = f"{context}: {problem}"
-    return Problem(
-        message=f"YAML syntax error: {problem}",
-        path=path,
-        line=line,
-        column=col,
-        hint=hint,
-        code=code,
-    )
+@dataclass(frozen=True)
+class Comment:
+    """A comment after an unquoted value, on the same line: YAML cut the text there."""
+
+    field: str  # e.g. articles[2].title
+    line: int  # 1-based, where the `#` is
+    column: int
+    text: str  # the comment, `#` included, e.g. "#data4all"
+    value: str | None  # what YAML kept of the value (None: nothing)
+
+
+def trailing_comments(node: Any, prefix: str = "") -> list[Comment]:
+    """Every comment that follows a plain (unquoted) value on the value's own line.
+
+    ruamel keeps such a comment with the key or item it follows; one that starts on a later
+    line is kept there too, but its text then begins with a line break.
+    """
+    out: list[Comment] = []
+    if isinstance(node, CommentedMap):
+        for key, value in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out += _comment_after(node.ca.items.get(key), 2, path, value)
+            out += trailing_comments(value, path)
+    elif isinstance(node, CommentedSeq):
+        for i, value in enumerate(node):
+            path = item_path(prefix, i)
+            out += _comment_after(node.ca.items.get(i), 0, path, value)
+            out += trailing_comments(value, path)
+    return out
+
+
+def _comment_after(slots: Any, index: int, path: str, value: Any) -> list[Comment]:
+    token = slots[index] if isinstance(slots, list) and len(slots) > index else None
+    text = getattr(token, "value", None)
+    # Only plain text is cut by a comment: a quoted value (a str subclass here) is whole.
+    if token is None or not isinstance(text, str) or not text.startswith("#"):
+        return []
+    if value is not None and type(value) is not str:
+        return []
+    mark = token.start_mark
+    return [Comment(path, mark.line + 1, mark.column + 1, text.split("\n", 1)[0].rstrip(), value)]

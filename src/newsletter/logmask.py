@@ -21,9 +21,9 @@ import hmac
 import sys
 from collections.abc import Sequence
 
+from .addresses import suppression_key
 from .config import newsletter_secrets
 from .errors import NewsletterError
-from .subscribers import suppression_key
 
 TAG_HEX_CHARS = 10
 _PURPOSE = b"newsletter log address tag v1"

@@ -27,14 +27,15 @@ if TYPE_CHECKING:
     pass
 
 # A clearly-labelled key for the outbox when NEWSLETTER_SECRET is unset: its links are
-# for looking at, and will not be accepted by a server that has the real secret.
+# accepted only by `newsletter serve --dev-key` (on this computer), never by a server
+# that has the real secret.  It is public, so nothing that delivers mail may use it.
 
 DEV_SECRET = b"newsletter-DEVELOPMENT-key-not-secret"
 
 
 DEV_SECRET_WARNING = (
     f"warning: {SECRET_ENV} is not set; the outbox uses a development key, so its "
-    "unsubscribe links are for looking at only"
+    "unsubscribe links work only with `newsletter serve --dev-key` on this computer"
 )
 
 
@@ -66,13 +67,22 @@ def language_query(language: str | None) -> str:
 class Personalizer:
     """A subscriber -> their Recipient: unsubscribe URL (HMAC token, and ``?lang=`` with
     the subscriber's language or else the issue's), placeholder values, List-Unsubscribe
-    headers.  Cheap enough to run for every recipient of every batch."""
+    headers.  Cheap enough to run for every recipient of every batch.
+
+    ``test``: a test copy's links carry test tokens, which the server answers with a
+    "this is a test copy" page instead of unsubscribing anyone."""
 
     def __init__(
-        self, keys: Sequence[bytes], unsubscribe_base: str, mailto: str | None, language: str
+        self,
+        keys: Sequence[bytes],
+        unsubscribe_base: str,
+        mailto: str | None,
+        language: str,
+        *,
+        test: bool = False,
     ) -> None:
         self.keys = list(keys)
-        self.sign = tokens.Signer(self.keys)
+        self.sign = tokens.Signer(self.keys, test=test)
         self.base = unsubscribe_base if unsubscribe_base.endswith("/") else unsubscribe_base + "/"
         self.mailto = mailto
         self.language = language

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .addresses import email_key
 from .clock import SYSTEM, Clock
 from .config import (
     Workspace,
@@ -37,17 +38,16 @@ from .ledger import (
     RecipientRow,
     SendSummary,
 )
+from .list_locks import list_lock
 from .personalize import row_of, unsubscribe_keys
 from .snapshot import FrozenAudience, ListCopy, Snapshots
-from .subscribers import describe_path, email_key, list_lock
+from .subscribers import describe_path
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
-    from .subscribers import Audience, RowProblem
+    from .rows import RowProblem
+    from .subscribers import Audience
     from .suppressions import SuppressionList
-
-# A clearly-labelled key for the outbox when NEWSLETTER_SECRET is unset: its links are
-# for looking at, and will not be accepted by a server that has the real secret.
 
 UnknownChoice = Literal["ask", "resend", "skip"]
 
@@ -64,6 +64,7 @@ class SendOptions:
     resume: bool = False
     unknown: UnknownChoice = "ask"
     test_to: list[str] = field(default_factory=list)
+    test_names: dict[str, str] = field(default_factory=dict)  # --test-to address -> its name
 
 
 @dataclass
@@ -221,7 +222,7 @@ class Planner:
         opts = self.options
         if self.built.draft and not (opts.test_to or opts.dry_run):
             raise NewsletterError(
-                f"{self.built.source} is marked as a draft, so it cannot be sent",
+                f"{self._source} is marked as a draft, so it cannot be sent",
                 hint="remove the `draft: true` line when it is ready, or send yourself a copy "
                 "with --test-to",
             )
@@ -285,7 +286,7 @@ class Planner:
                 raise LedgerError(
                     f"send #{s.id} of {s.issue_id} to {', '.join(s.lists)} is {s.state} "
                     f"({s.recipients_sent} recipients sent)",
-                    hint=f"continue it with `newsletter send {self.built.source} --resume`, or "
+                    hint=f"continue it with `newsletter send {self._source} --resume`, or "
                     f"abandon it with `newsletter cancel {s.issue_id}`",
                 )
         if self.options.force_resend:
@@ -337,7 +338,7 @@ class Planner:
                     "passed; resuming it would send at once",
                     hint=f"`newsletter cancel {issue_id}` abandons it (the "
                     f"{s.recipients_sent:,} recipients {self.backend.label} accepted keep it); then "
-                    f"`newsletter send {self.built.source} {lists}` sends the rest "
+                    f"`newsletter send {self._source} {lists}` sends the rest "
                     "(add --send-at to schedule them)",
                 )
         plan.unknown = self.ledger.unknown_batches(s.id)
@@ -417,6 +418,22 @@ class Planner:
             return self._snapshots.take(name, path)
         with list_lock(self.ws, name, shared=True):
             return self._snapshots.take(name, path)
+
+    @property
+    def _source(self) -> str:
+        """The issue file as the workspace shows it (issues/2019-09.yaml), for messages."""
+        try:
+            return str(Path(self.built.source).resolve().relative_to(self.ws.root.resolve()))
+        except (ValueError, OSError):
+            return str(self.built.source)
+
+    def source_of(self, path: Path) -> Path:
+        """The list file a frozen copy was taken from (any other path as it is), so that a
+        message names subscribers/members.csv, never a temporary copy."""
+        for c in self._snapshots.copies.values():
+            if c.copy == path:
+                return c.source
+        return path
 
     def _problems(self) -> list[RowProblem]:
         """The audience's row problems, naming the list files, not their frozen copies."""

@@ -13,6 +13,10 @@ server: its problems are listed in the page (with the last good build, if
 any, greyed out beneath), and the next save that fixes them brings the views
 back.
 
+``preview --as ADDRESS`` shows the issue as one subscriber on a list gets it: their
+name in the greeting, and their unsubscribe link (signed with NEWSLETTER_SECRET, or
+the development key without it), whose page speaks their language.
+
 Dark mode: a page cannot make one iframe report ``prefers-color-scheme: dark``
 while the others report light -- the media feature follows the browser or the
 operating system for every frame.  So ``/email.html?dark=1`` serves a copy in
@@ -37,7 +41,7 @@ from typing import Any
 from .build import BuiltIssue, compose, preview_eml
 from .config import CONFIG_FILE, Workspace
 from .errors import CheckFailed, ConfigError, HasProblems, InputError, NewsletterError, Problem
-from .message import fill
+from .message import fill, mime_message
 from .render import Renderer
 
 log = logging.getLogger("newsletter.preview")
@@ -100,6 +104,79 @@ class Snapshot(HasProblems):
     eml: bytes = b""
 
 
+@dataclass(frozen=True)
+class Reader:
+    """The subscriber a preview shows the issue as (``preview --as``)."""
+
+    email: str
+    name: str | None
+    first_name: str | None
+    language: str | None
+    list_name: str
+    suppressed: bool = False  # unsubscribed (or bounced): a send would leave them out
+
+    def describe(self) -> str:
+        who = f"{self.name} <{self.email}>" if self.name else self.email
+        language = f", language {self.language}" if self.language else ""
+        gone = " (unsubscribed: a send leaves them out)" if self.suppressed else ""
+        return f"{who}, list {self.list_name}{language}{gone}"
+
+
+def find_reader(ws: Workspace, address: str, list_name: str | None = None) -> Reader:
+    """The subscriber with this address: on `list_name`, else on the first list (by name)
+    that has them.  A NewsletterError naming the lists looked at if nobody has it."""
+    from .addresses import email_key, normalise_email
+    from .rows import Subscriber
+    from .subscribers import iter_list, list_names, list_path
+    from .suppressions import SuppressionList
+
+    try:
+        key = email_key(normalise_email(address))
+    except ValueError as exc:
+        raise NewsletterError(f"--as: {address!r} is not an email address: {exc}") from None
+    names = [list_name] if list_name else list_names(ws)
+    for name in names:
+        path = list_path(ws, name)
+        for item in iter_list(path, name):
+            if isinstance(item, Subscriber) and item.key == key:
+                gone = SuppressionList(ws.suppressions_path).contains(item.email)
+                return Reader(item.email, item.name, item.first_name, item.language, name, gone)
+    where = f"list {list_name}" if list_name else f"any list ({', '.join(names) or 'none yet'})"
+    raise NewsletterError(
+        f"--as: {address} is not on {where} in {ws.subscribers_dir.name}/",
+        hint="give the address of someone on a list, or leave out --as to see the sample reader",
+    )
+
+
+def _reader_values(ws: Workspace, built: BuiltIssue, reader: Reader) -> dict[str, str]:
+    """The reader's placeholder values, exactly as a send would make them."""
+    from .config import SECRET_ENV, env_secret, newsletter_secrets
+    from .personalize import DEV_SECRET, Personalizer
+
+    keys = newsletter_secrets() if env_secret(SECRET_ENV, required=False) else [DEV_SECRET]
+    cfg = ws.config.send
+    personalize = Personalizer(
+        keys, str(cfg.unsubscribe_url), cfg.unsubscribe_mailto, built.language
+    )
+    return dict(personalize(reader).values)
+
+
+def _reader_eml(ws: Workspace, built: BuiltIssue, reader: Reader, values: dict[str, str]) -> bytes:
+    cfg = ws.config
+    msg = mime_message(
+        subject=built.subject,
+        from_email=cfg.sender.from_email,
+        from_name=cfg.sender.from_name,
+        to_email=reader.email,
+        to_name=reader.name,
+        html_body=fill(built.html, values),
+        text_body=fill(built.text, values),
+        reply_to=cfg.sender.reply_to,
+        headers={"X-Newsletter-Issue": built.issue_id},
+    )
+    return msg.as_bytes(policy=msg.policy.clone(max_line_length=998))
+
+
 def _problems_of(exc: Exception, ws_root: Path) -> list[Problem]:
     if isinstance(exc, (InputError, CheckFailed)):
         return list(exc.problems)
@@ -127,9 +204,10 @@ def _problems_of(exc: Exception, ws_root: Path) -> list[Problem]:
 class Preview:
     """The preview of one issue: rebuilds lazily when its inputs change; thread-safe."""
 
-    def __init__(self, root: Path, issue_path: Path) -> None:
+    def __init__(self, root: Path, issue_path: Path, reader: Reader | None = None) -> None:
         self.root = root
         self.issue_path = issue_path
+        self.reader = reader
         self._lock = threading.Lock()
         self._env_version: str | None = None
         self._ws: Workspace | None = None
@@ -180,7 +258,8 @@ class Preview:
                 web_html=last.web_html,
                 eml=last.eml,
             )
-        values = built.preview_values(ws)
+        reader = self.reader
+        values = built.preview_values(ws) if reader is None else _reader_values(ws, built, reader)
         html = fill(built.html, values)
         snap = Snapshot(
             version=version,
@@ -190,7 +269,9 @@ class Preview:
             dark_html=force_dark(html),
             text=fill(built.text, values),
             web_html=built.web_html,
-            eml=preview_eml(ws, built),
+            eml=preview_eml(ws, built)
+            if reader is None
+            else _reader_eml(ws, built, reader, values),
         )
         self._last_good = snap
         return snap
@@ -204,7 +285,7 @@ def _display_path(p: Problem, root: Path) -> str:
     return where
 
 
-def create_app(ws: Workspace, issue_path: Path) -> Any:
+def create_app(ws: Workspace, issue_path: Path, reader: Reader | None = None) -> Any:
     """The starlette app of the preview server (no network access; binds where it is told)."""
     import jinja2
     from starlette.applications import Starlette
@@ -212,7 +293,7 @@ def create_app(ws: Workspace, issue_path: Path) -> Any:
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    preview = Preview(ws.root, issue_path)
+    preview = Preview(ws.root, issue_path, reader)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(ws.pages_dir)),
         autoescape=True,
@@ -247,6 +328,7 @@ def create_app(ws: Workspace, issue_path: Path) -> Any:
             stale=snap.stale,
             has_build=built is not None,
             poll_ms=POLL_MS,
+            reader=reader.describe() if reader else None,
         )
         return HTMLResponse(html, headers=no_store)
 

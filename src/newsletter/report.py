@@ -5,7 +5,9 @@ times is one open.  Opens that SendGrid flags as machine opens
 (``sg_machine_open``, e.g. Apple Mail Privacy Protection fetching every image)
 are counted apart, because they say the mail arrived, not that anyone read it.
 
-Delivery figures are rates of the recipients sent (from the ledger);
+Delivery figures are rates of the recipients sent (from the ledger), through a
+backend that delivers: what was only written to the outbox was never emailed, so no
+event will ever come for it; it is counted apart and the report says so;
 engagement figures (opens, clicks, unsubscribes, spam reports) are rates of
 the deliveries.  One-click unsubscribes come through our own server and carry
 no issue id, so each is given to the latest issue that address got before
@@ -26,10 +28,11 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+from .addresses import suppression_key
+from .atomic import write_atomic
 from .config import Workspace
 from .errors import NewsletterError
 from .events import EventRow, EventStore
-from .subscribers import suppression_key
 
 TOP_LINKS = 10
 
@@ -69,6 +72,8 @@ class IssueReport:
     timeline: list[Point] = field(default_factory=list)
     first_event: int | None = None
     last_event: int | None = None
+    outbox: int = 0  # recipients only written to the outbox: never emailed, so no events
+    note: str | None = None  # what the reader must know to read the figures
 
     def rates(self) -> dict[str, float | None]:
         def ratio(a: int, b: int) -> float | None:
@@ -191,13 +196,45 @@ def _timeline(
     return [Point(first + i * size, o[i], m[i], c[i]) for i in range(count)]
 
 
-def _recipients_sent(ws: Workspace, issue_id: str) -> int:
-    """Ledger.recipients_sent, or 0 when nothing was ever sent from this workspace."""
+def _recipients_sent(ws: Workspace, issue_id: str) -> tuple[int, int]:
+    """(recipients emailed, recipients only written to the outbox) over the issue's real
+    sends; (0, 0) when nothing was ever sent from this workspace."""
     if not ws.state_db.exists():
-        return 0
+        return 0, 0
+    from .esp.registry import backend_class
     from .ledger import Ledger
 
-    return int(Ledger(ws.state_db).recipients_sent(issue_id))
+    def delivers(name: str) -> bool:
+        try:
+            return backend_class(name).capabilities.delivers
+        except Exception:  # a backend this version no longer has: it was a real one
+            return True
+
+    emailed = outbox = 0
+    with Ledger(ws.state_db) as ledger:
+        for s in ledger.sends(issue_id):
+            if s.test:
+                continue
+            if delivers(s.backend):
+                emailed += s.recipients_sent
+            else:
+                outbox += s.recipients_sent
+    return emailed, outbox
+
+
+def outbox_note(issue_id: str, emailed: int, outbox: int) -> str | None:
+    if not outbox:
+        return None
+    people = f"{outbox:,} recipient{'' if outbox == 1 else 's'}"
+    if not emailed:
+        return (
+            f"{issue_id} was only written to the outbox (nothing was emailed): outbox sends "
+            "get no delivery events, so there are no deliveries, opens or clicks to report"
+        )
+    return (
+        f"{people} of {issue_id} were only written to the outbox (nothing was emailed): "
+        "they are not counted, because outbox sends get no delivery events"
+    )
 
 
 def spellings(email: str) -> list[str]:
@@ -227,8 +264,8 @@ def build_report(ws: Workspace, issue_id: str | None = None) -> IssueReport:
                     " Event Webhook posts to `newsletter serve` at /webhooks/sendgrid",
                 )
             issue_id = known[-1]
-        sent = _recipients_sent(ws, issue_id)
-        if sent == 0 and issue_id not in known:
+        sent, outbox = _recipients_sent(ws, issue_id)
+        if sent == 0 and outbox == 0 and issue_id not in known:
             raise NewsletterError(
                 f"issue {issue_id}: no sends and no events recorded",
                 hint=f"issues with events: {', '.join(known)}"
@@ -239,7 +276,10 @@ def build_report(ws: Workspace, issue_id: str | None = None) -> IssueReport:
         extra = (
             store.one_click_unsubscribes_for(issue_id, spellings) if ws.state_db.exists() else []
         )
-        return summarise(issue_id, sent, rows, extra)
+        report = summarise(issue_id, sent, rows, extra)
+        report.outbox = outbox
+        report.note = outbox_note(issue_id, sent, outbox)
+        return report
     finally:
         store.close()
 
@@ -330,7 +370,5 @@ def write_chart(ws: Workspace, report: IssueReport) -> Path:
     folder = ws.build_dir / report.issue_id
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.svg"
-    tmp = path.with_suffix(".svg.tmp")
-    tmp.write_text(chart_svg(report), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, chart_svg(report).encode("utf-8"))
     return path

@@ -38,8 +38,11 @@ What makes it safe ("never reaches anyone twice, never loses anyone"):
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+from .addresses import normalise_recipient
+from .build import PREVIEW_NAME
 from .config import (
     Workspace,
 )
@@ -63,16 +66,14 @@ from .ledger import (
 from .personalize import Personalizer
 from .plan import Plan, Planner
 from .retry import Pacer, RetryPolicy
-from .subscribers import normalise_recipient
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
 
-# A clearly-labelled key for the outbox when NEWSLETTER_SECRET is unset: its links are
-# for looking at, and will not be accepted by a server that has the real secret.
 
-
-def issue_content(ws: Workspace, built: BuiltIssue, *, test: bool = False) -> IssueContent:
+def issue_content(
+    ws: Workspace, built: BuiltIssue, *, test: bool = False, dry_run: bool = False
+) -> IssueContent:
     sender = ws.config.sender
     return IssueContent(
         issue_id=built.issue_id,
@@ -83,22 +84,65 @@ def issue_content(ws: Workspace, built: BuiltIssue, *, test: bool = False) -> Is
         from_name=sender.from_name,
         reply_to=sender.reply_to,
         test=test,
+        dry_run=dry_run,
     )
 
 
-def validate_test_addresses(text: str) -> list[str]:
-    """The --test-to addresses, held to the same rules as list rows."""
-    out = []
-    for part in (p.strip() for p in text.replace(";", ",").split(",")):
-        if not part:
+# "Maria Comms <maria@example.org>", '"Comms, Maria" <maria@example.org>' or an address.
+_NAMED = re.compile(r"(?P<name>.*?)\s*<(?P<email>[^<>]*)>")
+
+
+def _split_addresses(text: str) -> list[str]:
+    """Split at commas and semicolons, except inside quotes or angle brackets."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = angle = False
+    for char in text:
+        if char == '"' and not angle:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            angle = True
+        elif char == ">" and not quoted:
+            angle = False
+        elif char in ",;" and not (quoted or angle):
+            parts.append("".join(current))
+            current = []
             continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_test_addresses(text: str) -> list[tuple[str, str | None]]:
+    """The --test-to recipients as (address, display name or None), the addresses held
+    to the same rules as list rows.  A name is written as mail programs show it:
+    ``Maria Comms <maria@example.org>``."""
+    out: list[tuple[str, str | None]] = []
+    for part in _split_addresses(text):
+        named = _NAMED.fullmatch(part)
+        raw, name = (named["email"].strip(), named["name"]) if named else (part, "")
+        if not raw:
+            raise ConfigError(
+                f"--test-to: {part!r} has no address between < and >", key="--test-to"
+            )
         try:
-            out.append(normalise_recipient(part))
+            email = normalise_recipient(raw)
         except ValueError as exc:
-            raise ConfigError(f"--test-to: {part!r}: {exc}", key="--test-to") from None
+            raise ConfigError(
+                f"--test-to: {raw!r} is not an address we can send to: {exc}",
+                key="--test-to",
+                hint='write each as maria@example.org or "Maria Comms <maria@example.org>", '
+                "separated by commas",
+            ) from None
+        out.append((email, " ".join(name.strip().strip('"').split()) or None))
     if not out:
         raise ConfigError("--test-to needs at least one address", key="--test-to")
     return out
+
+
+def validate_test_addresses(text: str) -> list[str]:
+    """The --test-to addresses alone (see :func:`parse_test_addresses`)."""
+    return [email for email, _ in parse_test_addresses(text)]
 
 
 class SendSession(Planner):
@@ -116,7 +160,11 @@ class SendSession(Planner):
     ) -> SendEngine:
         cfg = self.ws.config.send
         personalize = Personalizer(
-            self.keys, str(cfg.unsubscribe_url), cfg.unsubscribe_mailto, self.built.language
+            self.keys,
+            str(cfg.unsubscribe_url),
+            cfg.unsubscribe_mailto,
+            self.built.language,
+            test=content.test,
         )
         rate = self.options.rate if self.options.rate is not None else cfg.rate
         self._engine = SendEngine(
@@ -188,7 +236,6 @@ class SendSession(Planner):
                     ledger.transition(send_id, FAILED, note=exc.message)
                     raise
                 ledger.set_schedule(send_id, schedule_id, send_at)
-            self.backend.clear(plan.issue_id)  # the outbox's files of an earlier run
         engine = self._engine_for(ledger, issue_content(self.ws, self.built), progress)
         audience, refresh = self._audience(plan)
         report = engine.run(
@@ -223,7 +270,8 @@ class SendSession(Planner):
                 tags=plan.tags,
                 planned_recipients=plan.recipients,
             )
-            engine = self._engine_for(scratch, issue_content(self.ws, self.built), progress)
+            content = issue_content(self.ws, self.built, dry_run=True)
+            engine = self._engine_for(scratch, content, progress)
             audience, refresh = self._audience(plan)
             report = engine.run(send_id, audience, refresh=refresh, exclude=self._exclusion(plan))
         report.message = "dry run: files written, nothing was emailed"
@@ -241,7 +289,14 @@ class SendSession(Planner):
             planned_recipients=plan.recipients,
         )
         list_name = plan.lists[0]
-        rows = [RecipientRow(e, None, None, None, list_name) for e in self.options.test_to]
+        names = self.options.test_names
+        rows = []
+        for email in self.options.test_to:
+            # Named: greeted by their first name.  Unnamed: the preview's sample name,
+            # so the copy shows a greeting as readers will see it, not the fallback.
+            name = names.get(email)
+            first = name.split()[0] if name else PREVIEW_NAME
+            rows.append(RecipientRow(email, name, first, None, list_name))
         engine = self._engine_for(ledger, issue_content(self.ws, self.built, test=True), progress)
         return engine.run(send_id, rows)
 
@@ -249,5 +304,6 @@ class SendSession(Planner):
 __all__ = [
     "SendSession",
     "issue_content",
+    "parse_test_addresses",
     "validate_test_addresses",
 ]

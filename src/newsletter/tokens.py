@@ -8,6 +8,12 @@ always signed with the first.  Verification accepts only the exact spelling
 :func:`make_token` writes (one link per address, not many that decode alike),
 compares in constant time and says nothing about *why* a token failed, so a
 probe learns nothing.
+
+A *test token* (in a ``--test-to`` copy) carries a third line, ``test``, inside the
+signed payload: the server shows it a "this is a test copy" page and records nothing,
+so a colleague trying the link is not unsubscribed from every list.  The mark is
+covered by the MAC, so it can be neither added to nor removed from a real link, and
+tokens without it (every link already sent) verify exactly as before.
 """
 
 from __future__ import annotations
@@ -29,10 +35,14 @@ MAX_TOKEN_CHARS = 1024
 _CANONICAL = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}")
 
 
+_TEST_MARK = "test"
+
+
 @dataclass(frozen=True)
 class Unsubscribe:
     email: str
     list_name: str
+    test: bool = False  # from a test copy: show a page, record nothing
 
 
 _B64URL = bytes.maketrans(b"+/", b"-_")
@@ -60,23 +70,25 @@ class Signer:
     which matters when a send signs 100,000 tokens.
     """
 
-    def __init__(self, keys: Sequence[bytes]) -> None:
+    def __init__(self, keys: Sequence[bytes], *, test: bool = False) -> None:
         if not keys:
             raise ValueError("no signing key")
         self._keyed = hmac.new(keys[0], _PREFIX, hashlib.sha256)
+        self._suffix = f"{_SEP}{_TEST_MARK}" if test else ""
 
     def __call__(self, email: str, list_name: str) -> str:
         if _SEP in list_name or _SEP in email:
             raise ValueError("newline in address or list name")
-        payload = f"{list_name}{_SEP}{email}".encode()
+        payload = f"{list_name}{_SEP}{email}{self._suffix}".encode()
         mac = self._keyed.copy()
         mac.update(payload)
         return f"{_b64(payload)}.{_b64(mac.digest())}"
 
 
-def make_token(email: str, list_name: str, keys: Sequence[bytes]) -> str:
-    """A URL-safe token for this address on this list, signed with the newest key."""
-    return Signer(keys)(email, list_name)
+def make_token(email: str, list_name: str, keys: Sequence[bytes], *, test: bool = False) -> str:
+    """A URL-safe token for this address on this list, signed with the newest key;
+    ``test``: marked as a test copy's link (see the module docstring)."""
+    return Signer(keys, test=test)(email, list_name)
 
 
 def verify_token(token: str, keys: Sequence[bytes]) -> Unsubscribe:
@@ -101,7 +113,9 @@ def verify_token(token: str, keys: Sequence[bytes]) -> Unsubscribe:
     if not ok or len(mac) != _MAC_BYTES:
         raise failure
     try:
-        list_name, email = payload.decode("utf-8").split(_SEP)
+        list_name, email, *mark = payload.decode("utf-8").split(_SEP)
     except (UnicodeDecodeError, ValueError):
         raise failure from None
-    return Unsubscribe(email=email, list_name=list_name)
+    if mark not in ([], [_TEST_MARK]):
+        raise failure
+    return Unsubscribe(email=email, list_name=list_name, test=bool(mark))

@@ -1,7 +1,7 @@
 """Commands: `subscribers check|import` (the suppression list's are in `cli/suppressions.py`).
 
-Thin on purpose: reading, validating and merging live in `subscribers.py` and
-`suppressions.py`; this module picks the files, prints what happened in words a
+Thin on purpose: reading, validating and merging live in `subscribers.py`,
+`importing.py` and `suppressions.py`; this module picks the files, prints what happened in words a
 communications officer can act on, and sets the exit code (1 when rows need fixing).
 Output stays plain text (no colours needed to read it in a CI log).
 """
@@ -22,20 +22,10 @@ from rich.table import Table
 
 from ..config import Workspace
 from ..errors import Problem, SubscriberListError
-from ..subscribers import (
-    ImportReport,
-    RowProblem,
-    Subscriber,
-    describe_path,
-    import_list,
-    iter_list,
-    list_file,
-    list_names,
-    list_path,
-)
-from ..suppressions import (
-    SuppressionList,
-)
+from ..importing import ImportReport, import_list
+from ..rows import RowProblem, Subscriber
+from ..subscribers import describe_path, iter_list, list_file, list_names, list_path
+from ..suppressions import SuppressionList
 from . import app, console, state
 
 subscribers_app = typer.Typer(

@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ConfigError, IssueError, NewsletterError, Problem, TemplateError
+from ..config import Workspace
+from ..errors import (
+    CheckFailed,
+    ConfigError,
+    IssueError,
+    NewsletterError,
+    Problem,
+    TemplateError,
+)
 from . import app, console, err_console, state
 
 
@@ -32,19 +40,37 @@ def print_problems(problems: list[Problem]) -> None:
         err_console.print(p.render(), markup=False, soft_wrap=True)
 
 
+ISSUE_HELP = "The issue: its file (issues/2019-09.yaml) or its id (2019-09)."
+
+
+def issue_path(ws: Workspace, issue: Path) -> Path:
+    """The file an ISSUE argument names, shown relative to this folder where it can be."""
+    from ..issue import issue_file
+
+    path = issue_file(ws.issues_dir, issue)
+    return Path(_rel(path)) if path.is_absolute() else path
+
+
 @app.command()
 def check(
-    issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
+    issue: Annotated[Path, typer.Argument(help=ISSUE_HELP)],
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="text, or json for CI.")] = Format.text,
 ) -> None:
     """Check an issue for mistakes before anyone sees it. Exit 0 clean, 1 problems found."""
     from ..build import compose
+    from ..checks import lint_unbuildable
 
     exit_code = 1
+    path = issue
     try:
-        problems = compose(state.workspace(), issue).problems
-    except (IssueError, TemplateError) as exc:
+        ws = state.workspace()
+        path = issue_path(ws, issue)
+        try:
+            problems = compose(ws, path).problems
+        except IssueError:  # what could be read is still checked: every problem in one run
+            problems = lint_unbuildable(ws, path)
+    except TemplateError as exc:
         problems = exc.problems
     except ConfigError as exc:
         if fmt is not Format.json:
@@ -58,7 +84,7 @@ def check(
         console.print_json(
             json.dumps(
                 {
-                    "file": str(issue),
+                    "file": str(path),
                     "ok": not failed,
                     "errors": len(errors),
                     "warnings": len(warnings),
@@ -70,14 +96,14 @@ def check(
         print_problems(problems)
         verdict = "problems found" if failed else "ok"
         console.print(
-            f"{issue}: {len(errors)} error(s), {len(warnings)} warning(s): {verdict}", markup=False
+            f"{path}: {len(errors)} error(s), {len(warnings)} warning(s): {verdict}", markup=False
         )
     raise typer.Exit(exit_code if failed else 0)
 
 
 @app.command()
 def build(
-    issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
+    issue: Annotated[Path, typer.Argument(help=ISSUE_HELP)],
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Output folder (default build/).")
     ] = None,
@@ -85,10 +111,27 @@ def build(
 ) -> None:
     """Build email.html, email.txt, web.html and preview.eml; refuses when check finds errors."""
     from ..build import build_issue, write_build
+    from ..checks import lint_unbuildable
 
     ws = state.workspace()
     started = time.perf_counter()
-    built = build_issue(ws, issue, strict=strict)
+    path = issue_path(ws, issue)
+    try:
+        built = build_issue(ws, path, strict=strict)
+    except (IssueError, CheckFailed) as exc:
+        if state.debug:
+            raise
+        # One line per problem with its level, as `check` prints them.
+        problems = lint_unbuildable(ws, path) if isinstance(exc, IssueError) else exc.problems
+        print_problems(problems)
+        errors = sum(p.severity == "error" for p in problems)
+        err_console.print(
+            f"{path}: {errors} error(s), {len(problems) - errors} warning(s): nothing was "
+            "written (fix them and run `newsletter check` again)",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     output = write_build(ws, built, _resolve(out) if out else ws.build_dir)
     elapsed = time.perf_counter() - started
     print_problems(built.warnings)

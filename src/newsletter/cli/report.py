@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import app, console, state
+from .plain_help import PlainHelp
 
 
 class Format(enum.StrEnum):
@@ -22,20 +23,26 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def report(
     issue: Annotated[
         str | None,
         typer.Argument(
+            metavar="ISSUE",
             help="Issue id or file (2019-09 or issues/2019-09.yaml); default: the"
-            " issue with the latest events."
+            " issue with the latest events.",
         ),
     ] = None,
     format: Annotated[
-        Format, typer.Option("--format", help="text, or json for scripts.")
+        Format,
+        typer.Option("--format", metavar="FORMAT", help="text, or json for scripts."),
     ] = Format.text,
 ) -> None:
-    """How an issue did: deliveries, bounces, opens, clicks, unsubscribes, with a chart."""
+    """Show how an issue did, with a chart.
+
+    Deliveries, bounces, opens, clicks, unsubscribes and spam reports, with rates,
+    and a chart of opens and clicks over time.
+    """
     from ..issue import issue_id_of
     from ..report import build_report, write_chart
 
@@ -47,6 +54,8 @@ def report(
         data["chart"] = str(chart)
         console.print_json(json.dumps(data, ensure_ascii=False))
         return
+    if result.note:
+        console.print(f"note: {result.note}", markup=False, soft_wrap=True)
     rates = result.rates()
     table = Table(title=f"Issue {result.issue_id}", title_justify="left")
     table.add_column("", style="bold")
@@ -54,6 +63,8 @@ def report(
     table.add_column("rate", justify="right")
     table.add_column("of", style="dim")
     table.add_row("sent", str(result.sent), "", "")
+    if result.outbox:
+        table.add_row("written to the outbox", str(result.outbox), "", "not emailed")
     for key, label, base in (
         ("delivered", "delivered", "sent"),
         ("deferred", "deferred (retried)", "sent"),

@@ -1,17 +1,19 @@
 """Commands about sending: send, status, cancel.
 
-The work is in :mod:`newsletter.send`; this module parses options, prints the plan,
-asks for confirmation, draws the progress bar and turns Ctrl-C into a clean pause.
+The work is in :mod:`newsletter.send`; this module parses options, asks for
+confirmation, draws the progress bar and turns Ctrl-C into a clean pause.  The words
+of the plan and of the outcome are in :mod:`newsletter.cli.send_output`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import tzinfo
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -27,16 +29,29 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..engine import StopReason
-from ..errors import NewsletterError
+from ..errors import CheckFailed, InputError, IssueError
 from ..esp.registry import backend_choices
-from ..ledger import CANCELLED, DONE, FAILED, PAUSED, SCHEDULED, Ledger, SendSummary
-from . import app, console, err_console, state
+from ..ledger import CANCELLED, DONE, SCHEDULED, Ledger
+from . import app, console, state
+from .plain_help import PlainHelp
+from .send_output import (
+    delivers,
+    dry_run_done,
+    outcome,
+    plural,
+    print_plan,
+    print_send,
+    problem_line,
+    refused,
+    say,
+    summary_dict,
+    test_sent,
+    when,
+)
 
 if TYPE_CHECKING:
     from ..config import Workspace
-    from ..engine import SendReport
-    from ..plan import Plan, SendOptions
+    from ..plan import SendOptions
     from ..send import SendSession
 
 
@@ -57,21 +72,19 @@ def _resolve(path: Path) -> Path:
     return path if path.is_absolute() else (Path.cwd() / path)
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+TIMEZONE_HELP = (
+    "Time zone of times without one, as an IANA name such as America/Costa_Rica "
+    "(default: send.timezone in newsletter.toml)."
+)
 
 
-def _say(text: str, *, err: bool = False) -> None:
-    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
+def _zone(ws: Workspace, name: str | None) -> tzinfo | None:
+    """--timezone, else `send.timezone`, else None (this computer's zone is shown)."""
+    from ..schedule import time_zone
 
-
-def _when(ts: int | None) -> str:
-    if not ts:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="minutes")
+    if name is not None:
+        return time_zone(name)
+    return time_zone(ws.config.send.timezone, key="send.timezone")
 
 
 # --------------------------------------------------------------------------- send
@@ -128,7 +141,7 @@ def _pause_on_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
             raise KeyboardInterrupt
         request_stop()
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        _say(
+        say(
             f"{what}: pausing after the batch in flight ({what} again to stop at once)",
             err=True,
         )
@@ -147,139 +160,27 @@ def _pause_on_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def _print_plan(plan: Plan, subject: str) -> None:
-    _say(f"Send plan for {plan.issue_id}: {subject}")
-    if plan.test:
-        _say(f"  test copy to:  {', '.join(plan.first)} (subject starts with [TEST])")
-        _say(f"  backend:       {plan.destination}")
-        return
-    if plan.resume is not None:
-        r = plan.resume
-        _say(
-            f"  resuming:      send #{r.id} ({r.state}), {r.batches_sent} batches / "
-            f"{r.recipients_sent:,} recipients already sent"
-        )
-        if plan.unknown:
-            _say(
-                f"  unknown:       {len(plan.unknown)} batch(es) posted without an answer: "
-                + ", ".join(f"#{b.seq}" for b in plan.unknown)
-            )
-        if plan.repost_batches or plan.repost_dropped:
-            _say(
-                f"  to post again: {plan.repost_batches} batch(es), "
-                f"{plan.repost_recipients:,} recipients"
-                + (
-                    f" ({plan.repost_dropped:,} left out: unsubscribed since)"
-                    if plan.repost_dropped
-                    else ""
-                )
-            )
-    _say(
-        f"  lists:         {', '.join(plan.lists)}"
-        + (f"   tags: {', '.join(plan.tags)}" if plan.tags else "")
-    )
-    _say(f"  recipients:    {plan.recipients:,}" + (" (not yet sent)" if plan.resume else ""))
-    _say(
-        f"  excluded:      {plan.invalid:,} invalid, {plan.duplicates:,} duplicate, "
-        f"{plan.suppressed:,} suppressed"
-        + (f", {plan.filtered_out:,} without the tags" if plan.tags else "")
-        + (f", {plan.already_sent:,} already sent this issue" if plan.already_sent else "")
-    )
-    _say(f"  batches:       {plan.batches:,} (at most {plan.batch_size:,} recipients each)")
-    _say(f"  backend:       {plan.destination}")
-    if plan.send_at is not None:
-        _say(f"  scheduled for: {plan.send_at.astimezone().isoformat(timespec='minutes')}")
-    if plan.first:
-        _say(f"  first:         {', '.join(plan.first)}")
-    shown = plan.problems[:10]
-    for p in shown:
-        _say(f"warning: {p.render()}", err=True)
-    if len(plan.problems) > len(shown):
-        _say(
-            f"warning: ... and {len(plan.problems) - len(shown)} more rows left out "
-            "(`newsletter subscribers check` shows them all)",
-            err=True,
-        )
-
-
-def _report(report: SendReport, session: SendSession) -> int:
-    plan = session._plan
-    if report.state == DONE:
-        _say(
-            f"sent {report.recipients_sent:,} recipients in {report.batches_sent} batch(es); "
-            f"send #{report.send_id} is done"
-        )
-    elif report.state == SCHEDULED:
-        assert plan is not None and plan.send_at is not None
-        _say(
-            f"scheduled {report.recipients_sent:,} recipients in {report.batches_sent} "
-            f"batch(es) for {plan.send_at.astimezone().isoformat(timespec='minutes')}; "
-            f"`newsletter cancel {plan.issue_id}` can still call it off"
-        )
-    if report.maybe_twice:
-        _say(
-            "note: batch(es) "
-            + ", ".join(str(s) for s in report.maybe_twice)
-            + " were posted again after a request got no answer; those recipients may have "
-            "received the issue twice",
-            err=True,
-        )
-    for note in session.suppression_notes():
-        _say(f"warning: {note}", err=True)
-    counts = session.audience_counts
-    if counts and plan and counts.get("suppressed", 0) > plan.suppressed:
-        _say(
-            f"{counts['suppressed'] - plan.suppressed} subscriber(s) unsubscribed during "
-            "the send and were left out",
-            err=True,
-        )
-    if report.dropped:
-        _say(
-            f"{report.dropped:,} subscriber(s) unsubscribed before their batch was posted "
-            "again and were left out of it",
-            err=True,
-        )
-    if report.state in (DONE, SCHEDULED):
-        return 0
-    resume = f"newsletter send {_rel(session.built.source)} --resume"
-    if report.state == PAUSED and report.unknown:
-        _say(f"send #{report.send_id} paused: {report.message}", err=True)
-        _say(
-            f"  {report.recipients_sent:,} recipients sent in this run.  The batch was not "
-            "posted again, so nobody gets the issue twice; choose how to continue:\n"
-            f"    {resume} --skip-unknown     never send its recipients this issue\n"
-            f"    {resume} --resend-unknown   post it again (some may get the issue twice)",
-            err=True,
-        )
-        return 1
-    if report.state == PAUSED:
-        _say(f"send #{report.send_id} paused: {report.message}", err=True)
-        _say(
-            f"  {report.recipients_sent:,} recipients sent in this run; continue with: {resume}",
-            err=True,
-        )
-        return 130 if report.stop is StopReason.BY_USER else 1
-    if report.state == FAILED and isinstance(report.error, NewsletterError):
-        _say(
-            f"send #{report.send_id} stopped after {report.recipients_sent:,} recipients "
-            f"in this run; once the problem below is fixed, continue with: {resume}",
-            err=True,
-        )
-        raise report.error
-    _say(f"send #{report.send_id} is {report.state}: {report.message}", err=True)
-    return 1
-
-
-@app.command()
+@app.command(cls=PlainHelp)
 def send(
-    issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
+    issue: Annotated[
+        Path,
+        typer.Argument(metavar="ISSUE", help="The issue file, e.g. issues/2019-09.yaml."),
+    ],
     lists: Annotated[
         list[str] | None,
-        typer.Option("--list", help="Subscriber list (subscribers/NAME.csv); repeat for several."),
+        typer.Option(
+            "--list",
+            metavar="NAME",
+            help="Subscriber list (subscribers/NAME.csv); repeat for several.",
+        ),
     ] = None,
     tags: Annotated[
         list[str] | None,
-        typer.Option("--tag", help="Only subscribers with this tag; repeat for any of several."),
+        typer.Option(
+            "--tag",
+            metavar="TAG",
+            help="Only subscribers with this tag; repeat for any of several.",
+        ),
     ] = None,
     dry_run: Annotated[
         bool,
@@ -292,26 +193,36 @@ def send(
         str | None,
         typer.Option(
             "--send-at",
-            help="Schedule for this time (ISO 8601), within what the provider allows "
-            "(SendGrid: 72 hours).",
+            metavar="TIME",
+            help="Schedule for this time: 2019-10-01 08:00, tomorrow 08:00, in 2 hours, or "
+            "2019-10-01T08:00-06:00; within what the provider allows (SendGrid: 72 hours).",
         ),
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", metavar="ZONE", help=TIMEZONE_HELP)
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option("--rate", min=0.01, help="At most this many requests per second."),
+        typer.Option("--rate", metavar="N", help="At most N requests per second (at least 0.01)."),
     ] = None,
     backend: Annotated[
         BackendChoice | None,
         typer.Option(
             "--backend",
+            metavar="NAME",
             help="Where the messages go: auto (the first backend that is set up: SendGrid "
-            "when SENDGRID_API_KEY is set, else the outbox folder) or a backend's name.",
+            "when SENDGRID_API_KEY is set, else the outbox folder), "
+            + ", ".join(name for name in backend_choices() if name != "auto")
+            + ".",
         ),
     ] = None,
     test_to: Annotated[
         str | None,
         typer.Option(
-            "--test-to", help="Send a [TEST] copy to these comma-separated addresses only."
+            "--test-to",
+            metavar="ADDRESSES",
+            help="Send a [TEST] copy to these addresses only, separated by commas; a name "
+            'may come first: "Maria Comms <maria@example.org>".',
         ),
     ] = None,
     resume: Annotated[
@@ -336,61 +247,93 @@ def send(
         ),
     ] = False,
 ) -> None:
-    """Send an issue to subscriber lists: plan, confirm, then batches of up to 1,000."""
+    """Send an issue to subscriber lists, or a test copy.
+
+    Shows the plan (who, how many, which backend), asks, then sends in batches of up
+    to 1,000; Ctrl-C pauses, --resume continues.
+    """
     from ..build import build_issue
     from ..plan import SendOptions
     from ..schedule import parse_send_at
-    from ..send import SendSession, validate_test_addresses
+    from ..send import SendSession, parse_test_addresses
 
     if resend_unknown and skip_unknown:
         raise typer.BadParameter("choose one of --resend-unknown and --skip-unknown")
     if (resend_unknown or skip_unknown) and not resume:
         raise typer.BadParameter("--resend-unknown and --skip-unknown go with --resume")
+    if rate is not None and not rate >= 0.01:  # checked here: a range would show in --help
+        raise typer.BadParameter(
+            f"{rate} is less than 0.01 requests per second", param_hint="--rate"
+        )
     ws = state.workspace()
-    built = build_issue(ws, _resolve(issue))
+    source = _resolve(issue)
+    zone = _zone(ws, timezone)
+    zone_name = timezone if timezone is not None else ws.config.send.timezone
+    copies = parse_test_addresses(test_to) if test_to is not None else []
+    when_ = parse_send_at(send_at, timezone=zone_name) if send_at else None
+    try:
+        built = build_issue(ws, source)
+    except CheckFailed as exc:
+        raise typer.Exit(refused(ws, source, exc.problems)) from None
+    except IssueError as exc:  # unreadable: still report everything that can be checked
+        from ..checks import lint_unbuildable
+
+        raise typer.Exit(
+            refused(ws, source, lint_unbuildable(ws, source) or exc.problems)
+        ) from None
     options = SendOptions(
         lists=list(lists or []),
         tags=list(tags or []),
         backend=backend.value if backend else None,
         dry_run=dry_run,
-        send_at=parse_send_at(send_at) if send_at else None,
+        send_at=when_,
         rate=rate,
         force_resend=force_resend,
         resume=resume,
         unknown="resend" if resend_unknown else "skip" if skip_unknown else "ask",
-        test_to=validate_test_addresses(test_to) if test_to is not None else [],
+        test_to=[email for email, _ in copies],
+        test_names={email: name for email, name in copies if name},
     )
     session = SendSession(ws, built, options)
     try:
-        code = _run_session(session, ws, options, yes=yes)
+        code = _run_session(session, ws, options, yes=yes, zone=zone)
+    except InputError as exc:  # a list that cannot be read: each problem with its level
+        for p in exc.problems:
+            where = session.source_of(p.path) if p.path else None
+            say(problem_line(ws, dataclasses.replace(p, path=where)), err=True)
+        code = exc.exit_code
     finally:
         session.close()
     if code:
         raise typer.Exit(code)
 
 
-def _run_session(session: SendSession, ws: Workspace, options: SendOptions, *, yes: bool) -> int:
+def _run_session(
+    session: SendSession, ws: Workspace, options: SendOptions, *, yes: bool, zone: tzinfo | None
+) -> int:
     from ..personalize import DEV_SECRET_WARNING
 
     if session.dev_key:
-        _say(DEV_SECRET_WARNING, err=True)
+        say(DEV_SECRET_WARNING, err=True)
     plan = session.plan()
-    _print_plan(plan, session.built.subject)
+    print_plan(ws, session, plan, options, zone)
     if options.dry_run and plan.delivers:
-        _say("dry run: nothing was sent")
+        say("dry run: nothing was sent")
         return 0
     if plan.batches == 0 and (not plan.unknown or options.unknown == "skip"):
         if plan.resume is None:
-            _say(plan.nobody_left())
+            say(plan.nobody_left())
             return 0
         report = session.finish()
         what = "is done" if report.state == DONE else "stays scheduled"
-        _say(f"send #{report.send_id} {what}: {plan.nobody_left()}")
-        return _report(report, session) if report.state not in (DONE, SCHEDULED) else 0
+        say(f"send #{report.send_id} {what}: {plan.nobody_left()}")
+        return outcome(ws, report, session, zone) if report.state not in (DONE, SCHEDULED) else 0
     if not yes and not options.dry_run:
         what = "Schedule" if plan.send_at else "Send"
-        if not typer.confirm(f"{what} {plan.issue_id} to {plan.total_recipients:,} recipients?"):
-            _say("nothing was sent", err=True)
+        where = "" if plan.delivers else " (to the outbox: nothing is emailed)"
+        people = plural(plan.total_recipients, "recipient")
+        if not typer.confirm(f"{what} {plan.issue_id} to {people}{where}?"):
+            say("nothing was sent", err=True)
             return 1
     # Everything alive now (the built issue, the imported libraries) lives until we exit:
     # keep the garbage collector from re-scanning it for every batch (~8 % of a large send).
@@ -401,158 +344,135 @@ def _run_session(session: SendSession, ws: Workspace, options: SendOptions, *, y
         with _Bar(plan.batches, plan.total_recipients) as bar:
             report = session.execute(bar)
         if options.dry_run:
-            folder = ws.outbox_dir / plan.issue_id
-            _say(
-                f"dry run: wrote {report.batches_sent} batch file(s) and "
-                f"{report.recipients_sent:,} .eml file(s) to {folder}; nothing was emailed"
-            )
+            dry_run_done(ws, session, report)
             return 0
-        return _report(report, session)
+        if plan.test:
+            return test_sent(ws, session, report)
+        return outcome(ws, report, session, zone)
 
 
 # --------------------------------------------------------------------------- status
 
 
-def _summary_dict(s: SendSummary, ledger: Ledger) -> dict[str, Any]:
-    unknown = [] if s.running else ledger.unknown_batches(s.id)
-    return {
-        "send": s.id,
-        "issue": s.issue_id,
-        "lists": list(s.lists),
-        "tags": list(s.tags),
-        "backend": s.backend,
-        "state": s.state,
-        "running": s.running,
-        "test": s.test,
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
-        "send_at": s.send_at,
-        "batches": s.batches,
-        "batches_sent": s.batches_sent,
-        "recipients_planned": s.planned_recipients,
-        "recipients_sent": s.recipients_sent,
-        "recipients_pending": s.pending,
-        "recipients_failed": s.recipients_failed,
-        "recipients_skipped": s.recipients_skipped,
-        "recipients_dropped": s.recipients_dropped,
-        "recipients_unknown": s.recipients_unknown,
-        "unknown_batches": [
-            {"batch": b.id, "seq": b.seq, "recipients": b.recipients, "error": b.error}
-            for b in unknown
-        ],
-        "resent_batches": s.resent_batches,
-        "error": s.error,
-    }
-
-
-@app.command()
+@app.command(cls=PlainHelp)
 def status(
     issue: Annotated[
         str | None,
-        typer.Argument(help="An issue file or id (e.g. 2019-09); all issues if left out."),
+        typer.Argument(
+            metavar="ISSUE",
+            help="An issue file or id (e.g. 2019-09); all issues if left out.",
+        ),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
+    fmt: Annotated[
+        Format, typer.Option("--format", metavar="FORMAT", help="text, or json.")
+    ] = Format.text,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            metavar="ZONE",
+            help="Show times in this zone, e.g. America/Costa_Rica (default: send.timezone, "
+            "else this computer's), and in UTC.",
+        ),
+    ] = None,
 ) -> None:
-    """Show every send: state, batches done, recipients sent, pending, failed and unknown."""
+    """Show how each send is doing.
+
+    For every send: its state (scheduled for when, done, paused…), batches done, and
+    recipients sent, pending, failed and unknown.
+    """
+    import time
+
     from ..issue import issue_id_of
 
     ws = state.workspace()
+    zone = _zone(ws, timezone)
     if not ws.state_db.exists():
         sends: list[dict[str, Any]] = []
     else:
         with Ledger(ws.state_db) as ledger:
             summaries = ledger.sends(issue_id_of(issue) if issue else None)
-            sends = [_summary_dict(s, ledger) for s in summaries]
+            sends = [summary_dict(s, ledger) for s in summaries]
     if fmt is Format.json:
         console.print_json(json.dumps({"sends": sends}))
         return
     if not sends:
-        _say("no sends yet" + (f" of {issue_id_of(issue)}" if issue else ""))
+        say("no sends yet" + (f" of {issue_id_of(issue)}" if issue else ""))
         return
+    now = time.time()
     for d in sends:
-        label = d["state"] + (" (running)" if d["running"] else "")
-        if d["state"] == SCHEDULED:
-            label += f" for {_when(d['send_at'])}"
-        kind = "test send" if d["test"] else "send"
-        _say(
-            f"{kind} #{d['send']}  {d['issue']}  to {', '.join(d['lists'])}  "
-            f"via {d['backend']}  {label}  (started {d['created_at']})"
-        )
-        _say(
-            f"  batches {d['batches_sent']}/{d['batches']} sent; recipients: "
-            f"{d['recipients_planned']:,} planned, "
-            f"{d['recipients_sent']:,} sent, {d['recipients_pending']:,} pending, "
-            f"{d['recipients_failed']:,} failed, {d['recipients_unknown']:,} unknown"
-            + (f", {d['recipients_skipped']:,} skipped" if d["recipients_skipped"] else "")
-            + (
-                f", {d['recipients_dropped']:,} left out (unsubscribed before a retry)"
-                if d["recipients_dropped"]
-                else ""
-            )
-        )
-        if d["resent_batches"]:
-            _say(
-                f"  {d['resent_batches']} batch(es) were posted again after getting no "
-                "answer: their recipients may have received the issue twice"
-            )
-        if d["error"] and d["state"] in (PAUSED, FAILED):
-            _say(f"  last error: {d['error']}")
-        for b in d["unknown_batches"]:
-            _say(
-                f"  batch {b['seq']} ({b['recipients']:,} recipients): posted, no answer"
-                + (
-                    "; resume with --resend-unknown or --skip-unknown (to know which, look "
-                    f"in the provider's activity log for messages tagged nl_batch={b['batch']}:"
-                    " if they are there, skip)"
-                    if d["state"] not in (CANCELLED, DONE)
-                    else ""
-                )
-            )
-        if d["state"] in (PAUSED, FAILED) or (d["state"] == "sending" and not d["running"]):
-            _say(f"  continue with: newsletter send issues/{d['issue']}.yaml --resume")
+        print_send(d, zone, now)
 
 
 # --------------------------------------------------------------------------- cancel
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def cancel(
-    issue: Annotated[str, typer.Argument(help="An issue file or id, e.g. 2019-09.")],
+    issue: Annotated[
+        str, typer.Argument(metavar="ISSUE", help="An issue file or id, e.g. 2019-09.")
+    ],
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            metavar="ZONE",
+            help="Show times in this zone (default: send.timezone, else this computer's).",
+        ),
+    ] = None,
 ) -> None:
-    """Cancel a scheduled send of an issue (or abandon an unfinished one)."""
+    """Cancel a scheduled send, or abandon an unfinished one.
+
+    A send scheduled at the provider is called off there (nobody receives it); one
+    the provider can no longer call off, or a paused one, is abandoned here.
+    """
     from ..issue import issue_id_of
     from ..schedule import cancel_send
+    from .send_output import outbox_folder
 
     ws = state.workspace()
+    zone = _zone(ws, timezone)
     with Ledger(ws.state_db) as ledger:
         cancelled = cancel_send(ws, issue_id_of(issue), ledger=ledger)
     for c in cancelled:
         s = c.send
-        if c.at_provider:
-            _say(
+        people = plural(s.recipients_sent, "recipient")
+        if c.at_provider and not delivers(s.backend):
+            say(
+                f"cancelled scheduled send #{s.id} of {s.issue_id} (was due "
+                f"{when(s.send_at, zone)}): it was only written to the outbox, so nothing "
+                f"was emailed; its files are now in {outbox_folder(ws, s.issue_id, s.id)}"
+            )
+        elif c.at_provider:
+            say(
                 f"cancelled scheduled send #{s.id} of {s.issue_id} at {c.provider} (was due "
-                f"{_when(s.send_at)}): nobody receives it"
+                f"{when(s.send_at, zone)}): nobody receives it"
+            )
+        elif not delivers(s.backend):
+            say(
+                f"abandoned send #{s.id} of {s.issue_id}: it was only written to the outbox "
+                f"({people}), so nothing was emailed; nothing more will be written for it"
             )
         elif s.send_at:
-            _say(
+            say(
                 f"abandoned send #{s.id} of {s.issue_id} here only: {c.why_not}.  The "
-                f"{s.recipients_sent:,} recipients in batches {c.provider} accepted get it at "
-                f"{_when(s.send_at)} (or got it); nobody else will from this send"
+                f"{people} in batches {c.provider} accepted get it at "
+                f"{when(s.send_at, zone)} (or got it); nobody else will from this send"
             )
         else:
-            _say(
-                f"abandoned send #{s.id} of {s.issue_id}: {s.recipients_sent:,} recipients had "
+            say(
+                f"abandoned send #{s.id} of {s.issue_id}: {people} had "
                 "received it; nobody else will from this send"
             )
         if s.recipients_unknown:
-            _say(
-                f"  {s.recipients_unknown:,} recipients were in batches posted without an "
-                "answer: they may have received it, and later sends leave them out"
+            say(
+                f"  {plural(s.recipients_unknown, 'recipient')} were in batches posted without "
+                "an answer: they may have received it, and later sends leave them out"
             )
     abandoned = [c.send for c in cancelled if not c.at_provider]
     if abandoned:
         lists = dict.fromkeys(name for s in abandoned for name in s.lists)
-        _say(
+        say(
             f"to send it to those who did not get it: newsletter send "
             f"issues/{abandoned[0].issue_id}.yaml "
             + " ".join(f"--list {name}" for name in lists)

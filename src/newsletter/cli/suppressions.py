@@ -2,7 +2,7 @@
 
 The suppression list lives in `subscribers/suppressions.csv` and, as a durable copy,
 in `.newsletter/state.db` (:mod:`newsletter.suppression_store`); sends honour both.
-These commands are thin: the work is in `suppressions.py`.
+These commands are thin: the work is in `suppression_file.py` and `suppression_writes.py`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,10 @@ from typing import Annotated
 
 import typer
 
-from ..subscribers import describe_path, normalise_email, suppression_key
-from ..suppressions import (
-    REASONS,
-    Suppression,
-    add_suppressions,
-    now_iso,
-    read_suppressions,
-    remove_suppressions,
-    stored_suppressions,
-)
+from ..addresses import normalise_email, suppression_key
+from ..subscribers import describe_path
+from ..suppression_file import REASONS, Suppression, now_iso, read_suppressions
+from ..suppression_writes import add_suppressions, remove_suppressions, stored_suppressions
 from . import app, console, err_console, state
 from .audience import FormatOption, Reason, _say, _table
 

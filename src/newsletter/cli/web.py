@@ -16,6 +16,7 @@ import typer
 
 from ..errors import NewsletterError
 from . import app, console, state
+from .plain_help import PlainHelp, check_port
 
 
 def _resolve(path: Path) -> Path:
@@ -50,27 +51,69 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def preview(
-    issue: Annotated[Path, typer.Argument(help="The issue file, e.g. issues/2019-09.yaml.")],
+    issue: Annotated[
+        Path,
+        typer.Argument(metavar="ISSUE", help="The issue file, e.g. issues/2019-09.yaml."),
+    ],
     port: Annotated[
-        int, typer.Option("--port", help="Port; 0 picks a free one.", min=0, max=65535)
+        int,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            help="Port (default 8025); 0 picks a free one.",
+            show_default=False,
+        ),
     ] = 8025,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            metavar="ADDRESS",
+            help="Address to listen on (default 127.0.0.1).",
+            show_default=False,
+        ),
+    ] = "127.0.0.1",
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the page in a browser.")
     ] = False,
+    as_reader: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="ADDRESS",
+            help="Show the issue as this subscriber gets it: their name, their unsubscribe "
+            "link and its page's language.",
+        ),
+    ] = None,
+    list_name: Annotated[
+        str | None,
+        typer.Option(
+            "--list",
+            metavar="NAME",
+            help="With --as: the list to find them on (default: the first list that has them).",
+        ),
+    ] = None,
 ) -> None:
-    """Show the issue on desktop, phone, dark mode and plain text; reloads as you edit."""
+    """Preview an issue in the browser as readers will see it.
+
+    Desktop, phone, dark mode and plain text side by side, with a sample reader (or
+    the subscriber given with --as); the page reloads as you edit.
+    """
     import uvicorn
 
-    from ..preview import check_issue_path, create_app
+    from ..preview import check_issue_path, create_app, find_reader
 
     ws = state.workspace()
     ws.config  # noqa: B018 - a broken newsletter.toml is reported here, before the server starts
+    check_port(port)
     issue_path = _resolve(issue)
     check_issue_path(issue_path)
-    web_app = create_app(ws, issue_path)
+    if list_name is not None and as_reader is None:
+        raise typer.BadParameter("--list goes with --as ADDRESS", param_hint="--list")
+    reader = find_reader(ws, as_reader, list_name) if as_reader is not None else None
+    web_app = create_app(ws, issue_path, reader)
     snap = web_app.state.preview.current()
     sock = _bind(host, port)
     url = _url(host, sock.getsockname()[1])
@@ -80,6 +123,8 @@ def preview(
         else "no problems"
     )
     console.print(f"Preview of {issue} at {url}", markup=False)
+    if reader is not None:
+        console.print(f"  as {reader.describe()}", markup=False)
     console.print(
         f"  {summary}; the page reloads when you save. Press Ctrl+C to stop.", markup=False
     )
@@ -99,14 +144,20 @@ def preview(
     console.print("preview stopped", markup=False)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def archive(
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Output folder (default archive-site/).")
+        Path | None,
+        typer.Option(
+            "-o", "--out", metavar="FOLDER", help="Output folder (default archive-site/)."
+        ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
 ) -> None:
-    """Write the web archive of all issues: index page, one page per issue, Atom feed."""
+    """Write the web archive of all issues.
+
+    An index page, one page per issue and an Atom feed, for any static host.
+    """
     from ..archive import build_site, default_dir, write_site
     from .issues import print_problems
 

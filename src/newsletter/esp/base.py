@@ -63,6 +63,7 @@ class IssueContent:
     from_name: str
     reply_to: str | None = None
     test: bool = False
+    dry_run: bool = False  # a rehearsal: a backend that writes files keeps them apart
 
 
 @dataclass(slots=True)

@@ -30,10 +30,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..addresses import suppression_key
 from ..config import WEBHOOK_KEY_ENV, Workspace, env_secret
 from ..errors import ConfigError
 from ..events import Event
-from ..subscribers import suppression_key
 from .webhooks import BatchError, ParsedBatch, WebhookAdapter, WebhookRefused
 
 PROVIDER = "sendgrid"

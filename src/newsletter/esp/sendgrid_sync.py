@@ -27,12 +27,13 @@ from typing import Any
 
 import httpx
 
+from ..addresses import normalise_email
 from ..config import Workspace
 from ..errors import ProviderError, ProviderRejected, ProviderUnavailable
 from ..events import EventStore
 from ..retry import retry_after
-from ..subscribers import normalise_email
-from ..suppressions import Suppression, add_suppressions, merge_pending
+from ..suppression_file import Suppression
+from ..suppression_writes import add_suppressions, merge_pending
 from .sendgrid import API_KEY_ENV, SendGridSettings, api_host, api_key
 
 PAGE_SIZE = 500  # SendGrid's maximum for these endpoints

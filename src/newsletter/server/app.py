@@ -12,6 +12,7 @@ A request we cannot handle gets a 4xx and one log line; storage trouble gets a
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -155,12 +156,14 @@ async def server_error(request: Request, exc: Exception) -> Response:
 # --- the app ---------------------------------------------------------------------------------
 
 
-def create_app(ws: Workspace) -> Starlette:
+def create_app(ws: Workspace, keys: Sequence[bytes] | None = None) -> Starlette:
     """The ASGI app for `newsletter serve`; raises ConfigError for a bad setting or key.
 
-    Merges the suppressions an earlier run could not write before it returns.
+    ``keys``: the unsubscribe keys to trust (default: NEWSLETTER_SECRET's; `serve
+    --dev-key` adds the outbox's development key).  Merges the suppressions an earlier
+    run could not write before it returns.
     """
-    keys = newsletter_secrets()
+    keys = list(keys) if keys is not None else newsletter_secrets()
     tag = partial(address_tag, key=tag_key(keys))  # a key derived from, never equal to, a token key
     webhooks = webhook_adapters(ws)
     pages = Pages.load(ws)

@@ -27,13 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..config import Workspace
 from ..errors import NewsletterError
 from ..events import Event, EventStore, PendingSuppression, suppressing
-from ..suppressions import (
-    Suppression,
-    SuppressionList,
-    add_suppressions,
-    merge_pending,
-    pending_entry,
-)
+from ..suppression_file import Suppression
+from ..suppression_writes import add_suppressions, merge_pending, pending_entry
+from ..suppressions import SuppressionList
 from .logs import log
 
 RETRY_SECONDS = 30.0  # how often an unwritable suppressions.csv is tried again (if unchanged)

@@ -1,4 +1,5 @@
-"""The unsubscribe pages: confirm, done, not found and error, in the reader's language.
+"""The unsubscribe pages: confirm, done, not found, error and test copy (a link from a
+``--test-to`` copy, which unsubscribes nobody), in the reader's language.
 
 Templates and their words live in the workspace (``templates/pages/``, words per
 language in ``labels.toml``) so that staff can change them; they are checked when
@@ -15,7 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import (
+    ChoiceLoader,
+    DictLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+)
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -32,6 +40,27 @@ PAGE_HEADERS = {
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self';"
         " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
+}
+
+PAGES = ("confirm.html", "done.html", "not_found.html", "error.html", "test_copy.html")
+
+# A workspace made before test copies had their own page still serves them: these are
+# used when its templates/pages/ lacks the page or its words.
+BUILTIN_PAGES = {
+    "test_copy.html": (
+        '{% extends "base.html" %}{% block content %}'
+        '<h1 id="heading">{{ t.test_copy_heading }}</h1>'
+        '<p id="test-copy">{{ t.test_copy_body_before }}<span class="address">{{ email }}'
+        "</span>{{ t.test_copy_body_after }}</p>"
+        '<p class="muted">{{ t.test_copy_note }}</p>{% endblock %}'
+    )
+}
+BUILTIN_WORDS = {
+    "test_copy_title": "Test copy",
+    "test_copy_heading": "This is a test copy",
+    "test_copy_body": "This link came in a test copy of the newsletter, sent to {email} to "
+    "check it before it goes out. Nothing was changed: nobody was unsubscribed.",
+    "test_copy_note": "In the copies readers receive, this link unsubscribes them.",
 }
 
 _FIELD = re.compile(r"\{(org|website|email)\}")
@@ -63,7 +92,7 @@ class Pages:
                 f"{labels_path}: cannot read the page words: {exc}",
                 key="templates/pages/labels.toml",
             ) from None
-        english = {k: str(v) for k, v in raw.get("en", {}).items()}
+        english = {**BUILTIN_WORDS, **{k: str(v) for k, v in raw.get("en", {}).items()}}
         labels: dict[str, dict[str, str]] = {}
         for lang, table in raw.items():
             if not isinstance(table, dict):
@@ -75,7 +104,7 @@ class Pages:
             raise ConfigError(f"{labels_path}: no languages defined", key="labels")
         cfg = ws.config
         env = Environment(
-            loader=FileSystemLoader(str(folder)),
+            loader=ChoiceLoader([FileSystemLoader(str(folder)), DictLoader(BUILTIN_PAGES)]),
             autoescape=True,
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -92,7 +121,7 @@ class Pages:
         }
         default = cfg.language.split("-")[0].lower()
         pages = cls(env, labels, default if default in labels else next(iter(labels)), common)
-        for name in ("confirm.html", "done.html", "not_found.html", "error.html"):
+        for name in PAGES:
             try:
                 env.get_template(name)
             except TemplateError as exc:

@@ -7,7 +7,9 @@
   disk (fsynced) before the 200.  Any other POST shows the page with the button.
 
 An invalid token, known address or not, gets the same 404 page, so nothing tells
-one from the other.
+one from the other.  A test copy's token (``--test-to``) gets a page saying so, to a
+GET and a POST alike, and nothing is recorded anywhere: the colleague who checks the
+link stays subscribed to every list.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..addresses import suppression_key
 from ..errors import NewsletterError, TokenError
 from ..events import Event
-from ..subscribers import suppression_key
 from ..tokens import Unsubscribe, verify_token
 from .bodies import CLOSE, BodyTooLarge, form_fields, read_body
 from .context import ServerContext, context
@@ -62,6 +64,9 @@ async def unsubscribe_page(request: Request) -> Response:
     if who is None:
         log.info("unsubscribe page: 404 invalid token from %s", client(request))
         return ctx.pages.render("not_found.html", lang, status=404)
+    if who.test:
+        log.info("unsubscribe page: test copy link, nothing to do")
+        return ctx.pages.render("test_copy.html", lang, email=who.email)
     return ctx.pages.render("confirm.html", lang, email=who.email)
 
 
@@ -72,6 +77,10 @@ async def unsubscribe_post(request: Request) -> Response:
     if who is None:
         log.warning("unsubscribe: 404 invalid token from %s", client(request))
         return pages.render("not_found.html", language(pages, request), status=404)
+    if who.test:  # a test copy's link: say so, record nothing (not even a one-click POST)
+        log.info("unsubscribe: test copy link from %s, nothing recorded", client(request))
+        lang = language(pages, request)
+        return pages.render("test_copy.html", lang, email=who.email)
     try:
         body = await read_body(request, FORM_MAX_BYTES, ctx.body_seconds)
     except BodyTooLarge:
