@@ -283,7 +283,7 @@ def test_preview_page_views_live_reload_and_errors(b: Any, workspace: Path) -> N
 
         edit(issue, "date: 2019-09-30", "date: 30/09/2019")
         expect(page.locator("#problems")).to_contain_text("YYYY-MM-DD", timeout=15_000)
-        expect(page.locator("#status")).to_have_text("1 error(s)")
+        expect(page.locator("#status")).to_have_text("1 error")
         expect(page.locator("#problems .where")).to_contain_text("issues/2019-09.yaml:")
 
         edit(issue, "date: 30/09/2019", "date: 2019-09-30")

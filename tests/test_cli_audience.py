@@ -35,7 +35,7 @@ def test_check_reports_rows_with_lines_and_exits_1(cli: Cli, workspace: Path) ->
     assert (
         "subscribers/members.csv:4: invalid: broken@: There must be something after the @-sign."
     ) in r.out
-    assert "problems: 2 row(s) to fix" in r.out
+    assert "problems: 2 rows to fix" in r.out
 
 
 def test_check_json_and_single_list_and_a_path(cli: Cli, workspace: Path) -> None:

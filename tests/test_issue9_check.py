@@ -125,7 +125,7 @@ def test_errors_and_warnings_are_reported_in_one_run_each_with_its_level(
     )
     r = cli("check", ISSUE)
     assert r.code == 1
-    assert r.out == "issues/2019-09.yaml: 4 error(s), 3 warning(s): problems found\n"
+    assert r.out == "issues/2019-09.yaml: 4 errors, 3 warnings: problems found\n"
     lines = r.err.splitlines()
     assert len(lines) == 7 and all(ln.startswith(("error: ", "warning: ")) for ln in lines)
     assert sorted(lines[:3]) == [
@@ -145,7 +145,7 @@ def test_errors_and_warnings_are_reported_in_one_run_each_with_its_level(
     assert build.code == 1 and not (workspace / "build").exists()
     assert build.err.splitlines() == [
         *lines,
-        "issues/2019-09.yaml: 4 error(s), 3 warning(s): nothing was written (fix them and run "
+        "issues/2019-09.yaml: 4 errors, 3 warnings: nothing was written (fix them and run "
         "`newsletter check` again)",
     ]
 

@@ -549,7 +549,7 @@ def test_an_unwritable_csv_keeps_suppressions_in_sqlite_until_it_can_take_them(
     assert health.status_code == 503
     assert health.json()["status"] == "error"
     problem = health.json()["problem"]
-    assert problem.startswith("6 suppression(s) wait in .newsletter/state.db (sends honour them)")
+    assert problem.startswith("6 suppressions wait in .newsletter/state.db (sends honour them)")
     assert "subscribers/suppressions.csv: Is a directory" in problem
     assert str(workspace) not in health.text
 

@@ -82,7 +82,7 @@ def test_semicolon_delimiter_from_excel(tmp_path: Path) -> None:
     subs, problems = read(path)
     # the unquoted ';' in row 2 splits into an extra value: reported, not guessed
     assert [(p.line, p.kind) for p in problems] == [(2, "invalid")]
-    assert "1 more value(s) than the header has columns (3)" in problems[0].reason
+    assert "1 more value than the header has columns (3)" in problems[0].reason
     assert [(s.email, s.name, s.tags) for s in subs] == [
         ("ben@example.org", "Ben", frozenset({"press", "board"}))
     ]

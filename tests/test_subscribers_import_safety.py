@@ -140,7 +140,7 @@ def test_killed_import_leaves_subscribers_clean_and_next_import_cleans_up(
     added = people(workspace / "crm.csv", "new", 2)
     r = cli("subscribers", "import", "crm.csv", "--list", "sample")
     assert r.code == 0, r.err
-    assert "removed 1 temporary file(s) left by an interrupted import" in r.out
+    assert "removed 1 temporary file left by an interrupted import" in r.out
     assert list(tmp.iterdir()) == []
     assert emails_in(folder / "sample.csv")[-2:] == added
 
@@ -249,7 +249,7 @@ def test_check_caps_each_kind_and_json_keeps_every_row(cli: Cli, workspace: Path
         "... and 3 more duplicate rows in subscribers/messy.csv (lines 48 to 50); "
         "`--format json` lists them all"
     ) in lines
-    assert lines[-1] == "problems: 48 row(s) to fix (rows listed above are not sent to)"
+    assert lines[-1] == "problems: 48 rows to fix (rows listed above are not sent to)"
     data = json.loads(cli("subscribers", "check", "messy", "--format", "json").out)
     assert [p["line"] for p in data["problems"]] == list(range(3, 51))
     assert data["ok"] is False and data["warnings"] == []

@@ -127,7 +127,7 @@ def test_name_with_line_break_is_a_check_warning_and_sends_cleanly(
         r.out
     )
     assert r.out.splitlines()[-1] == (
-        "all lists OK; 3 warning(s): those rows are used as the warnings say"
+        "all lists OK; 3 warnings: those rows are used as the warnings say"
     )
     data = json.loads(cli("subscribers", "check", "alt", "--format", "json").out)
     assert data["ok"] is True and data["problems"] == []
@@ -295,7 +295,7 @@ def test_import_writes_formulas_neutralised_and_says_so(cli: Cli, workspace: Pat
         '\'\'=HYPERLINK("http://evil.example/","Ana")\' so it stays text'
     ) in r.out
     assert (
-        "5 value(s) that a spreadsheet would run as a formula were written with a leading ' "
+        "5 values that a spreadsheet would run as a formula were written with a leading ' "
         "so they stay text (newsletter reads them without it)"
     ) in r.out
     with target.open(encoding="utf-8", newline="") as handle:

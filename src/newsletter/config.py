@@ -258,12 +258,14 @@ def _config_error(
         first = str(loc[0]) if loc else ""
         loc = (origin.get(first, ""), *loc) if origin.get(first) else loc
     key = format_path(loc)
-    msg = err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's words, not ours
     if err["type"] == "extra_forbidden":
         msg = "unknown setting"
     elif err["type"] == "missing":
         msg = "required setting is missing"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if msg.startswith("must "):  # our validators' words read as a sentence
+        return ConfigError(f"{path}: {key} {msg}{more}", key=key)
     return ConfigError(f"{path}: setting `{key}`: {msg}{more}", key=key)
 
 

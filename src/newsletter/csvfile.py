@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .errors import Problem, SubscriberListError
+from .words import plural
 
 DELIMITERS = (",", ";", "\t")
 RESAVE_HINT = "open it in your spreadsheet and save it again as 'CSV UTF-8 (comma delimited)'"
@@ -265,7 +266,7 @@ def _check_runaway_quote(path: Path, line: int, fields: list[str], layout: CsvLa
                     path,
                     line,
                     "a quoted value that starts in this row runs over the next "
-                    f"{len(rest)} line(s), which look like other subscribers",
+                    f"{plural(len(rest), 'line')}, which look like other subscribers",
                     hint='a double quote (") is missing or extra in this row; fix it so no '
                     "subscriber is swallowed",
                 )

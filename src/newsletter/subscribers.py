@@ -20,6 +20,7 @@ from .config import Workspace
 from .csvfile import iter_rows, list_error
 from .rows import RowBuilder, RowProblem, Subscriber, TooLong, same_as
 from .suppressions import SuppressionList
+from .words import plural
 
 SUPPRESSIONS_FILE = "suppressions.csv"
 
@@ -98,7 +99,7 @@ def _scan(
                 line,
                 "invalid",
                 raw,
-                f"the row has {extra} more value(s) than the header has columns "
+                f"the row has {plural(extra, 'more value')} than the header has columns "
                 f"({builder.width}); a value containing {layout.delimiter!r} must be "
                 "in double quotes",
             )

@@ -51,6 +51,7 @@ def _root(
         typer.Option(
             "--workspace",
             "-w",
+            metavar="DIR",
             help="Folder holding newsletter.toml (default: this folder or a parent; "
             "or NEWSLETTER_WORKSPACE).",
         ),

@@ -26,7 +26,9 @@ from ..importing import ImportReport, import_list
 from ..rows import RowProblem, Subscriber
 from ..subscribers import describe_path, iter_list, list_file, list_names, list_path
 from ..suppressions import SuppressionList
+from ..words import plural
 from . import app, console, state
+from .plain_help import PlainHelp
 
 subscribers_app = typer.Typer(
     help="Check subscriber lists and import CRM exports into them.",
@@ -37,7 +39,7 @@ app.add_typer(subscribers_app, name="subscribers")
 
 FormatOption = Annotated[
     Literal["text", "json"],
-    typer.Option("--format", help="text for people, json for scripts."),
+    typer.Option("--format", metavar="FORMAT", help="text for people, json for scripts."),
 ]
 Reason = Literal["unsubscribed", "bounced", "spam", "manual"]  # = suppressions.REASONS
 
@@ -158,7 +160,7 @@ def _write_json(head: dict[str, object], rows: dict[str, Iterable[RowProblem]]) 
     out.write("\n}\n")
 
 
-@subscribers_app.command("check")
+@subscribers_app.command("check", cls=PlainHelp)
 def check(
     lists: Annotated[
         list[str] | None,
@@ -169,7 +171,9 @@ def check(
     ] = None,
     output: FormatOption = "text",
 ) -> None:
-    """Count each list's rows and show invalid or duplicate rows (and warnings) with their line.
+    """Check subscriber lists, row by row.
+
+    Counts each list's rows and shows invalid or duplicate rows (and warnings) with their line.
 
     Exit status 1 when any row needs fixing or a file cannot be read; warnings (a
     name with a line break, a value a spreadsheet runs as a formula) do not fail.
@@ -257,14 +261,14 @@ def _print_check(
     bad_rows = shown.total("invalid", "duplicate")
     warned = shown.total("warning")
     warning_note = (
-        f"{warned:,} warning(s): those rows are used as the warnings say" if warned else ""
+        f"{plural(warned, 'warning')}: those rows are used as the warnings say" if warned else ""
     )
     if bad_rows or file_errors:
         parts = []
         if bad_rows:
-            parts.append(f"{bad_rows:,} row(s) to fix")
+            parts.append(f"{plural(bad_rows, 'row')} to fix")
         if file_errors:
-            parts.append(f"{len(file_errors)} file(s) that cannot be read")
+            parts.append(f"{plural(len(file_errors), 'file')} that cannot be read")
         _say("problems: " + ", ".join(parts) + " (rows listed above are not sent to)")
         if warning_note:
             _say(warning_note)
@@ -272,15 +276,19 @@ def _print_check(
         _say("all lists OK" + (f"; {warning_note}" if warning_note else ""))
 
 
-@subscribers_app.command("import")
+@subscribers_app.command("import", cls=PlainHelp)
 def import_(
     file: Annotated[Path, typer.Argument(help="The CSV export to merge (e.g. from the CRM).")],
-    list_name: Annotated[str, typer.Option("--list", help="The list to merge into.")],
+    list_name: Annotated[
+        str, typer.Option("--list", metavar="NAME", help="The list to merge into.")
+    ],
     create: Annotated[bool, typer.Option("--create", help="Start the list if missing.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; write nothing.")] = False,
     output: FormatOption = "text",
 ) -> None:
-    """Add the new, valid addresses of FILE to a list; report what was skipped and why.
+    """Merge a CRM export into a list.
+
+    Adds the new, valid addresses of FILE to a list and reports what was skipped and why.
 
     Two imports into one list run one after the other: the second waits, then
     merges on top of the first.
@@ -341,17 +349,19 @@ def _print_import(report: ImportReport, dry_run: bool) -> None:
     notes.print()
     if report.neutralised and not dry_run:
         _say(
-            f"{report.neutralised:,} value(s) that a spreadsheet would run as a formula were "
+            f"{plural(report.neutralised, 'value')} that a spreadsheet would run as a formula were "
             "written with a leading ' so they stay text (newsletter reads them without it)"
         )
     for column, values in report.dropped_columns:
         _say(
             f"column {column!r} not imported: {where} has no such column "
-            f"({values} non-empty value(s) left out); add {column!r} to the header line of "
+            f"({plural(values, 'non-empty value')} left out); add {column!r} to the header line of "
             f"{where} to keep it"
         )
     if report.stale_removed:
-        _say(f"removed {report.stale_removed} temporary file(s) left by an interrupted import")
+        _say(
+            f"removed {plural(report.stale_removed, 'temporary file')} left by an interrupted import"
+        )
     if dry_run:
         _say(f"dry run: nothing written ({verb} {report.added}, skipped {skipped})")
     elif report.written:

@@ -21,7 +21,9 @@ from ..errors import (
     Problem,
     TemplateError,
 )
+from ..words import plural
 from . import app, console, err_console, state
+from .plain_help import PlainHelp
 
 
 class Format(StrEnum):
@@ -51,11 +53,13 @@ def issue_path(ws: Workspace, issue: Path) -> Path:
     return Path(_rel(path)) if path.is_absolute() else path
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def check(
-    issue: Annotated[Path, typer.Argument(help=ISSUE_HELP)],
+    issue: Annotated[Path, typer.Argument(metavar="ISSUE", help=ISSUE_HELP)],
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
-    fmt: Annotated[Format, typer.Option("--format", help="text, or json for CI.")] = Format.text,
+    fmt: Annotated[
+        Format, typer.Option("--format", metavar="FORMAT", help="text, or json for CI.")
+    ] = Format.text,
 ) -> None:
     """Check an issue for mistakes before anyone sees it. Exit 0 clean, 1 problems found."""
     from ..build import compose
@@ -96,20 +100,25 @@ def check(
         print_problems(problems)
         verdict = "problems found" if failed else "ok"
         console.print(
-            f"{path}: {len(errors)} error(s), {len(warnings)} warning(s): {verdict}", markup=False
+            f"{path}: {plural(len(errors), 'error')}, {plural(len(warnings), 'warning')}: {verdict}",
+            markup=False,
         )
     raise typer.Exit(exit_code if failed else 0)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def build(
-    issue: Annotated[Path, typer.Argument(help=ISSUE_HELP)],
+    issue: Annotated[Path, typer.Argument(metavar="ISSUE", help=ISSUE_HELP)],
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Output folder (default build/).")
+        Path | None,
+        typer.Option("-o", "--out", metavar="DIR", help="Output folder (default build/)."),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
 ) -> None:
-    """Build email.html, email.txt, web.html and preview.eml; refuses when check finds errors."""
+    """Build an issue's email and web page.
+
+    Writes email.html, email.txt, web.html and preview.eml; refuses when check finds errors.
+    """
     from ..build import build_issue, write_build
     from ..checks import lint_unbuildable
 
@@ -126,7 +135,7 @@ def build(
         print_problems(problems)
         errors = sum(p.severity == "error" for p in problems)
         err_console.print(
-            f"{path}: {errors} error(s), {len(problems) - errors} warning(s): nothing was "
+            f"{path}: {plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}: nothing was "
             "written (fix them and run `newsletter check` again)",
             markup=False,
             soft_wrap=True,
@@ -137,7 +146,7 @@ def build(
     print_problems(built.warnings)
     console.print(
         f"built {built.issue_id}: {len(built.located.issue.articles)} articles, "
-        f"{len(built.warnings)} warning(s), {elapsed * 1000:.0f} ms",
+        f"{plural(len(built.warnings), 'warning')}, {elapsed * 1000:.0f} ms",
         markup=False,
     )
     for name, path in output.files.items():
@@ -152,9 +161,11 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def new(
-    date: Annotated[str | None, typer.Option("--date", help="Month of the issue, YYYY-MM.")] = None,
+    date: Annotated[
+        str | None, typer.Option("--date", metavar="YYYY-MM", help="Month of the issue, YYYY-MM.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write issues/YYYY-MM.yaml from a commented skeleton."""
@@ -182,13 +193,17 @@ def new(
     console.print(f"wrote {_rel(target)}; next: newsletter check {_rel(target)}", markup=False)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def schema(
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Write to a file instead of stdout.")
+        Path | None,
+        typer.Option("-o", "--out", metavar="FILE", help="Write to a file instead of stdout."),
     ] = None,
 ) -> None:
-    """Print the JSON Schema of the issue format (for editor autocompletion and CI)."""
+    """Print the JSON Schema of the issue format.
+
+    For editors (autocompletion, checking as you type) and CI.
+    """
     from ..issue import json_schema
 
     text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -16,7 +16,11 @@ from typer.core import TyperCommand
 
 
 def _plain(piece: str) -> str:
-    return piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+    """``{ISSUE}`` -> ``ISSUE``, ``{EMAIL}...`` -> ``EMAIL...``."""
+    core, dots = (piece[:-3], "...") if piece.endswith("...") else (piece, "")
+    if core.startswith("{") and core.endswith("}"):
+        core = core[1:-1]
+    return core + dots
 
 
 class PlainHelp(TyperCommand):

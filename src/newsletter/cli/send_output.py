@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import StopReason
 from ..errors import NewsletterError, Problem
 from ..ledger import CANCELLED, DONE, FAILED, PAUSED, SCHEDULED, Ledger, SendSummary
+from ..words import plural
 from . import console, err_console
 
 if TYPE_CHECKING:
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
     from ..plan import Plan, SendOptions
     from ..rows import RowProblem
     from ..send import SendSession
-
-PLURALS = {"batch": "batches", "address": "addresses"}
-
-
-def plural(count: int, word: str) -> str:
-    """'1 recipient', '1,000 recipients', '1 batch', '2 batches'."""
-    return f"{count:,} {word if count == 1 else PLURALS.get(word, word + 's')}"
 
 
 def say(text: str, *, err: bool = False) -> None:

@@ -32,13 +32,13 @@ from rich.progress import (
 from ..errors import CheckFailed, InputError, IssueError
 from ..esp.registry import backend_choices
 from ..ledger import CANCELLED, DONE, SCHEDULED, Ledger
+from ..words import plural
 from . import app, console, state
 from .plain_help import PlainHelp
 from .send_output import (
     delivers,
     dry_run_done,
     outcome,
-    plural,
     print_plan,
     print_send,
     problem_line,

@@ -19,8 +19,10 @@ from ..addresses import normalise_email, suppression_key
 from ..subscribers import describe_path
 from ..suppression_file import REASONS, Suppression, now_iso, read_suppressions
 from ..suppression_writes import add_suppressions, remove_suppressions, stored_suppressions
+from ..words import plural
 from . import app, console, err_console, state
 from .audience import FormatOption, Reason, _say, _table
+from .plain_help import PlainHelp
 
 suppressions_app = typer.Typer(
     help="The suppression list: addresses that never receive a send.",
@@ -30,13 +32,22 @@ suppressions_app = typer.Typer(
 app.add_typer(suppressions_app, name="suppressions")
 
 
-@suppressions_app.command("add")
+@suppressions_app.command("add", cls=PlainHelp)
 def suppressions_add(
     emails: Annotated[list[str], typer.Argument(metavar="EMAIL", help="Addresses to suppress.")],
-    reason: Annotated[Reason, typer.Option("--reason", help="Why they are suppressed.")] = "manual",
-    source: Annotated[str, typer.Option("--source", help="Where the request came from.")] = "cli",
+    reason: Annotated[
+        Reason,
+        typer.Option(
+            "--reason", metavar="REASON", help="Why: unsubscribed, bounced, spam or manual."
+        ),
+    ] = "manual",
+    source: Annotated[
+        str, typer.Option("--source", metavar="TEXT", help="Where the request came from.")
+    ] = "cli",
 ) -> None:
-    """Suppress addresses for every list and every future send (asked by email, phone...)."""
+    """Suppress addresses for every list and every future send.
+
+    For requests that came by email, phone or letter."""
     ws = state.workspace()
     at = now_iso()
     entries: list[Suppression] = []
@@ -67,9 +78,11 @@ def suppressions_add(
         raise typer.Exit(1)
 
 
-@suppressions_app.command("list")
+@suppressions_app.command("list", cls=PlainHelp)
 def suppressions_list(
-    reason: Annotated[Reason | None, typer.Option("--reason", help="Only this reason.")] = None,
+    reason: Annotated[
+        Reason | None, typer.Option("--reason", metavar="REASON", help="Only this reason.")
+    ] = None,
     output: FormatOption = "text",
 ) -> None:
     """Show every suppressed address with its reason, source and date."""
@@ -106,7 +119,7 @@ def suppressions_list(
         )
 
 
-@suppressions_app.command("sync")
+@suppressions_app.command("sync", cls=PlainHelp)
 def suppressions_sync(
     full: Annotated[
         bool,
@@ -114,7 +127,9 @@ def suppressions_sync(
     ] = False,
     output: FormatOption = "text",
 ) -> None:
-    """Merge SendGrid's unsubscribes, bounces and spam reports into suppressions.csv."""
+    """Fetch SendGrid's unsubscribes, bounces and spam reports.
+
+    Merges them into suppressions.csv."""
     from ..esp.sendgrid_sync import api_from_workspace, sync_suppressions
 
     ws = state.workspace()
@@ -137,13 +152,17 @@ def suppressions_sync(
             err_console.print(
                 f"warning: {item.name}: skipped invalid address {bad!r}", markup=False
             )
-    _say(f"{result.added} new suppression(s) added to {describe_path(ws.suppressions_path)}")
+    _say(
+        f"{plural(result.added, 'new suppression')} added to {describe_path(ws.suppressions_path)}"
+    )
 
 
-@suppressions_app.command("restore")
+@suppressions_app.command("restore", cls=PlainHelp)
 def suppressions_restore() -> None:
-    """Write back to suppressions.csv every suppression kept in the state database that the
-    file lacks (after the file was deleted, replaced or edited by mistake)."""
+    """Write the suppressions file back from the state database.
+
+    Adds to suppressions.csv every suppression kept in .newsletter/state.db that the file
+    lacks (after it was deleted, replaced or edited by mistake)."""
     ws = state.workspace()
     stored = stored_suppressions(ws)
     path = ws.suppressions_path
@@ -154,7 +173,7 @@ def suppressions_restore() -> None:
         _say("the state database holds no suppressions; nothing to restore")
     elif added:
         _say(
-            f"{'wrote' if not existed else 'added'} {len(added):,} suppression(s) "
+            f"{'wrote' if not existed else 'added'} {plural(len(added), 'suppression')} "
             f"{'to a new' if not existed else 'back to'} {shown} "
             f"({len(stored) - len(added):,} were already there)"
         )
@@ -162,13 +181,15 @@ def suppressions_restore() -> None:
         _say(f"{shown} already has all {len(stored):,} suppressions; nothing to restore")
 
 
-@suppressions_app.command("remove")
+@suppressions_app.command("remove", cls=PlainHelp)
 def suppressions_remove(
     emails: Annotated[list[str], typer.Argument(metavar="EMAIL", help="Addresses to take off.")],
 ) -> None:
-    """Take addresses off the suppression list for good (for example, someone who asked to
-    subscribe again): from suppressions.csv and from the copy in the state database.
-    Deleting their row from the file alone is not enough: the copy would still apply."""
+    """Take addresses off the suppression list for good.
+
+    For someone who asked to subscribe again: removes them from suppressions.csv and from
+    the copy in the state database (deleting their row from the file alone is not enough:
+    the copy would still apply)."""
     ws = state.workspace()
     keys = {suppression_key(e) for e in emails}
     removed = remove_suppressions(ws, keys)

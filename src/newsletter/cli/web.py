@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from ..errors import NewsletterError
+from ..words import plural
 from . import app, console, state
 from .plain_help import PlainHelp, check_port
 
@@ -118,7 +119,7 @@ def preview(
     sock = _bind(host, port)
     url = _url(host, sock.getsockname()[1])
     summary = (
-        f"{len(snap.errors)} error(s), {len(snap.warnings)} warning(s) (listed in the page)"
+        f"{plural(len(snap.errors), 'error')}, {plural(len(snap.warnings), 'warning')} (listed in the page)"
         if snap.problems
         else "no problems"
     )
@@ -167,7 +168,7 @@ def archive(
     written = write_site(site, target)
     print_problems(site.warnings)
     console.print(
-        f"archive: {len(site.entries)} issue(s), {len(site.warnings)} warning(s) -> {target}",
+        f"archive: {plural(len(site.entries), 'issue')}, {plural(len(site.warnings), 'warning')} -> {target}",
         markup=False,
     )
     for path in written:

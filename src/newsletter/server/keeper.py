@@ -30,6 +30,7 @@ from ..events import Event, EventStore, PendingSuppression, suppressing
 from ..suppression_file import Suppression
 from ..suppression_writes import add_suppressions, merge_pending, pending_entry
 from ..suppressions import SuppressionList
+from ..words import plural
 from .logs import log
 
 RETRY_SECONDS = 30.0  # how often an unwritable suppressions.csv is tried again (if unchanged)
@@ -138,7 +139,8 @@ class SuppressionKeeper:
             return None
         why = self.merge_problem or "not merged yet"
         return self._short(
-            f"{waiting} suppression(s) wait in {self.ws.state_db} (sends honour them) and"
+            f"{plural(waiting, 'suppression')} {'waits' if waiting == 1 else 'wait'} in "
+            f"{self.ws.state_db} (sends honour them) and"
             f" cannot be added to {self.ws.suppressions_path}: {why}"
         )
 
