@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from stub_sendgrid import StubSendGrid
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 # The sample workspace as the tests expect it; only a test-data change edits it.
@@ -106,3 +108,10 @@ def cli(workspace: Path) -> Iterator[Cli]:
         return run_cli(*args, cwd=workspace, env=env, **kw)  # type: ignore[arg-type]
 
     yield _run
+
+
+@pytest.fixture
+def stub() -> Iterator[StubSendGrid]:
+    """The recording SendGrid stand-in (tests/stub_sendgrid.py) on 127.0.0.1."""
+    with StubSendGrid() as server:
+        yield server

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from conftest import Cli, Result
 from newsletter.ledger import Ledger
@@ -26,12 +23,6 @@ README_SEND = (
     "--dry-run",
     "--yes",
 )
-
-
-@pytest.fixture
-def stub() -> Iterator[StubSendGrid]:
-    with StubSendGrid() as server:
-        yield server
 
 
 def sg_env(stub: StubSendGrid) -> dict[str, str]:

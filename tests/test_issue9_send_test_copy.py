@@ -10,13 +10,7 @@ links of outbox sends signed with the development key).
 
 from __future__ import annotations
 
-import os
-import re
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -33,7 +27,7 @@ from newsletter.server import create_app
 from newsletter.tokens import make_token, verify_token
 from stub_sendgrid import StubSendGrid
 from test_cli_send import sg_env
-from test_server import Served, running
+from test_server import running, serve_cli
 
 SECRET = TEST_ENV["NEWSLETTER_SECRET"].encode()
 # Made by the code before test tokens existed: links in issues already sent.
@@ -197,27 +191,6 @@ def test_a_test_copy_link_shows_a_page_and_unsubscribes_nobody(
 # --------------------------------------------------------------------------- point 18
 
 
-@contextmanager
-def serve_without_secret(workspace: Path, *args: str) -> Iterator[Served]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", "0", *args],
-        cwd=workspace,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    served = Served(proc)
-    try:
-        found = re.search(r"on http://127\.0\.0\.1:(\d+)/", served.log("on http://127.0.0.1:"))
-        assert found is not None
-        served.port = int(found.group(1))
-        yield served
-    finally:
-        served.stop()
-
-
 def test_serve_without_the_secret_says_how_to_run_it_on_this_computer(cli: Cli) -> None:
     r = cli("serve", "--port", "0")
     assert r.code == 2
@@ -234,7 +207,7 @@ def test_serve_with_the_dev_key_says_so_first_and_takes_outbox_links(
     link = _links(workspace / "outbox" / "2019-09" / "send-1")["ben.carter@example.com"]
     token = urlsplit(link).path.rsplit("/", 1)[1]
     assert verify_token(token, [DEV_SECRET]).email == "ben.carter@example.com"
-    with serve_without_secret(workspace, "--dev-key") as served:
+    with serve_cli(workspace, None, "--dev-key", secret=False) as served:
         page = httpx.get(served.base + urlsplit(link).path)
         done = httpx.post(served.base + urlsplit(link).path, content=b"List-Unsubscribe=One-Click")
     log = served.log()

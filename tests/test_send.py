@@ -8,7 +8,6 @@ SendGrid is the recording stand-in in tests/stub_sendgrid.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -146,12 +145,6 @@ def run(ws: Path, built: Any = None, **options: Any) -> Any:
 def _fast_retries(workspace: Path) -> None:
     """Retry waits of milliseconds, so fault tests take seconds, not minutes."""
     set_send_config(workspace, backoff_base=0.01, backoff_max=0.05)
-
-
-@pytest.fixture
-def stub() -> Iterator[StubSendGrid]:
-    with StubSendGrid() as server:
-        yield server
 
 
 # --------------------------------------------------------------------------- personalization

@@ -10,7 +10,6 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
 )
 from test_send_faults import _cli_env
 from test_suppressions_durable import AfterBatch
-
-
-@pytest.fixture
-def stub() -> Iterator[StubSendGrid]:
-    with StubSendGrid() as server:
-        yield server
 
 
 def _save_in_place(path: Path, text: str) -> None:

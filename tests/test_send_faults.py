@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +52,6 @@ from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
 
 def ledger_of(ws: Path) -> Ledger:
     return Ledger(ws / ".newsletter" / "state.db")
-
-
-@pytest.fixture
-def stub() -> Iterator[StubSendGrid]:
-    with StubSendGrid() as server:
-        yield server
 
 
 class Outage:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,6 @@ from newsletter.ledger import B_READY, B_SENT, DONE, PAUSED, Ledger
 from stub_sendgrid import StubSendGrid, ok, rate_limited, status
 from test_send import set_send_config, write_list
 from test_send_faults import _cli_env, _start_send
-
-
-@pytest.fixture
-def stub() -> Iterator[StubSendGrid]:
-    with StubSendGrid() as server:
-        yield server
 
 
 def _wait_for_answer(stub: StubSendGrid, n: int, timeout: float = 60) -> None:

@@ -123,15 +123,21 @@ class Served:
 
 
 @contextmanager
-def serve_cli(workspace: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """Run `python -m newsletter serve --port 0` in ``workspace``; yield once it listens."""
+def serve_cli(
+    workspace: Path,
+    env: dict[str, str] | None = None,
+    *args: str,
+    secret: bool = True,
+) -> Iterator[Served]:
+    """Run `python -m newsletter serve --port 0 [ARGS]` in ``workspace``; yield once it
+    listens (``secret=False``: without the test NEWSLETTER_SECRET)."""
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))},
-        **TEST_ENV,
+        **(TEST_ENV if secret else {}),
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", "0"],
+        [sys.executable, "-m", "newsletter", "serve", "--port", "0", *args],
         cwd=workspace,
         env=full_env,
         stdout=subprocess.DEVNULL,

@@ -6,7 +6,6 @@ never a batch left "unknown" when nothing left the machine.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from newsletter.errors import StateDatabaseError
 from newsletter.ledger import SENDING, Ledger, RecipientRow
 from stub_sendgrid import StubSendGrid
 from test_send import SECRET, write_list
-
-
-@pytest.fixture
-def stub() -> Iterator[StubSendGrid]:
-    with StubSendGrid() as server:
-        yield server
 
 
 def _env(stub: StubSendGrid, key: str) -> dict[str, str]:

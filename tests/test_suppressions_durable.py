@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,6 @@ from test_send import (  # noqa: F401  (_fast_retries is an autouse fixture)
     write_list,
 )
 from test_send_faults import _cli_env
-
-
-@pytest.fixture
-def stub() -> Iterator[StubSendGrid]:
-    with StubSendGrid() as server:
-        yield server
 
 
 class AfterBatch:

@@ -73,6 +73,7 @@ __all__ = [
     "SendGridBackend",
     "SendGridSettings",
     "api_host",
+    "api_key",
     "build_payload",
     "encode_payload",
     "map_http_error",
@@ -379,18 +380,3 @@ class SendGridBackend(Backend):
         # Sends API; not in the mail spec that Prism serves).
         body = {"batch_id": schedule_id, "status": "cancel"}
         self._post("/v3/user/scheduled_sends", json.dumps(body).encode("utf-8"))
-
-
-__all__ = [
-    "API_HOST_ENV",
-    "API_KEY_ENV",
-    "CAPABILITIES",
-    "SendGridBackend",
-    "SendGridSettings",
-    "api_host",
-    "api_key",
-    "build_payload",
-    "encode_payload",
-    "map_http_error",
-    "map_transport_error",
-]
