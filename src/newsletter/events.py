@@ -31,6 +31,7 @@ from pathlib import Path
 from . import state
 from .clock import utc_now_iso
 from .errors import StateDatabaseError
+from .suppression_store import StoredSuppression
 
 # Normalised event kinds.  "bounced" is a permanent bounce; "blocked" a temporary
 # refusal by the receiving server (SendGrid's bounce type "blocked"), which does
@@ -87,15 +88,9 @@ class Event:
     raw: str = "{}"
 
 
-@dataclass(frozen=True, slots=True)
-class PendingSuppression:
-    """A suppression recorded in SQLite, not yet in suppressions.csv (``key``: its match key)."""
-
-    key: str
-    email: str
-    reason: str
-    source: str
-    at: str
+# A suppression recorded in SQLite, not yet in suppressions.csv (``key``: its match key):
+# the same record as the durable copy keeps.
+PendingSuppression = StoredSuppression
 
 
 @dataclass(frozen=True, slots=True)

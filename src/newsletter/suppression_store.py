@@ -30,6 +30,8 @@ from .clock import utc_now_iso as _now
 
 @dataclass(frozen=True, slots=True)
 class StoredSuppression:
+    """A suppression as the state database keeps it (``key``: its match key)."""
+
     key: str
     email: str
     reason: str
