@@ -153,7 +153,11 @@ class Outcome:
         if sc.sig in PAUSE_SIGNALS:
             # Once the send is recorded done there is nothing left to pause: the process
             # may end 0, or (the signal came as it exited) die of the signal.
-            ended_done = self.state_after_kill == "done" and sc.point == "finishing"
+            # A signal that lands while the last batch is in flight lets that batch finish:
+            # the send is then done (exit 0), with nothing left to pause.
+            ended_done = self.state_after_kill == "done" and (
+                sc.point == "finishing" or self.first_exit == 0
+            )
             if self.first_exit != 130 and not ended_done:
                 out.append(f"{sc.sig.name}: exit code {self.first_exit}, not 130")
             if self.first_exit == 130 and "paused" not in self.first_err:
