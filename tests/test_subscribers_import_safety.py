@@ -77,7 +77,7 @@ def test_two_imports_into_one_list_at_once_keep_every_row(workspace: Path) -> No
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
-        assert "now has 20000 more subscriber(s)" in out
+        assert "now has 20,000 more subscribers" in out
         assert "Traceback" not in err
     final = emails_in(target)
     assert len(final) == 70_000

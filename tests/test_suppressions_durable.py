@@ -128,7 +128,7 @@ def test_missing_file_at_plan_time_is_an_error_not_zero_suppressed(
     _suppressions(workspace).unlink()
     r = run_cli("send", "issues/2019-09.yaml", "--list", "big", "--yes", cwd=workspace, env=env)
     assert r.code != 0
-    assert "suppressions.csv is missing, but this workspace had it" in r.err
+    assert "suppressions.csv: the suppression list is missing, but this workspace had it" in r.err
     assert "newsletter suppressions restore" in r.err and "Traceback" not in r.err
     assert stub.emails(accepted_only=False) == []  # nothing was posted
 

@@ -73,14 +73,23 @@ def contrast(a: str, b: str) -> float:
 def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
     out: list[Problem] = []
     brand = cfg.brand
+    # (setting, text colour, background colour, what, level, what to change)
     pairs = [
-        ("brand.text", brand.text, brand.surface, "body text on the article background", "error"),
+        (
+            "brand.text",
+            brand.text,
+            brand.surface,
+            "body text on the article background",
+            "error",
+            "choose a darker brand.text (or a lighter brand.surface)",
+        ),
         (
             "brand.primary",
             "#ffffff",
             brand.primary,
             "button text (white) on brand.primary",
             "error",
+            "choose a darker brand.primary: the button text is always white",
         ),
         (
             "brand.muted",
@@ -88,6 +97,7 @@ def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
             brand.background,
             "footer text on brand.background",
             "warning",
+            "choose a darker brand.muted (or a lighter brand.background)",
         ),
         (
             "brand.accent",
@@ -95,9 +105,10 @@ def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
             brand.surface,
             "category labels on the article background",
             "warning",
+            "choose a darker brand.accent",
         ),
     ]
-    for key, fg, bg, what, severity in pairs:
+    for key, fg, bg, what, severity, advice in pairs:
         ratio = contrast(fg, bg)
         if ratio < MIN_CONTRAST:
             out.append(
@@ -107,7 +118,7 @@ def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
                     field=key,
                     severity=severity,
                     code="contrast",
-                    hint="pick a darker text colour or a lighter background",
+                    hint=advice,
                 )
             )
     links = {

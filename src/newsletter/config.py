@@ -17,6 +17,7 @@ warning naming their new place.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -231,7 +232,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})", key=CONFIG_FILE) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            f"{path}: {exc}", key=CONFIG_FILE, hint="see the README for the format"
+            f"{path}: {exc}", key=CONFIG_FILE, hint=_toml_hint(raw.decode("utf-8"), str(exc))
         ) from None
     tables = _provider_tables(data, path)
     try:
@@ -246,6 +247,27 @@ def load_config(path: Path) -> Config:
             raise _config_error(path, exc, origin) from None
     config._providers = providers
     return config
+
+
+def _toml_hint(text: str, message: str) -> str:
+    """What to do about a TOML syntax error, in the words of the commonest mistakes: a
+    value without quotes (a colour such as #0b5394 reads as a comment there)."""
+    found = re.search(r"line (\d+)", message)
+    if found:
+        lines = text.splitlines()
+        number = int(found.group(1))
+        line = lines[number - 1] if 0 < number <= len(lines) else ""
+        key, eq, value = line.partition("=")
+        value = value.strip()
+        if eq and value and not value.startswith(('"', "'", "[", "{")):
+            shown = value.split("#")[0].strip() if not value.startswith("#") else value
+            shown = shown.split()[0] if shown else value
+            if not re.fullmatch(r"-?\d+(\.\d+)?|true|false", shown):
+                return (
+                    f'put the text in double quotes: {key.strip()} = "{shown}" '
+                    "(without quotes, a # starts a comment and words are not read)"
+                )
+    return "see the README for the format (text values go in double quotes)"
 
 
 def _config_error(

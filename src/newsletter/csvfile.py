@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,26 @@ _ALIASES: dict[str, str] = {
     "tag": "tags",
     "subscribed_at": "subscribed_at",
     "consent": "consent",
+    # The region's other languages (accents are dropped before matching).
+    "correo": "email",
+    "correo_electronico": "email",
+    "courriel": "email",
+    "adresse_email": "email",
+    "adresse_e_mail": "email",
+    "nombre": "name",
+    "nombre_completo": "name",
+    "nom": "name",
+    "nom_complet": "name",
+    "nome": "name",
+    "nome_completo": "name",
+    "primer_nombre": "first_name",
+    "prenom": "first_name",
+    "primeiro_nome": "first_name",
+    "idioma": "language",
+    "langue": "language",
+    "lingua": "language",
+    "etiquetas": "tags",
+    "etiquettes": "tags",
 }
 # The columns with a meaning; any other column becomes a Subscriber attribute.
 KNOWN_COLUMNS = ("email", "name", "first_name", "language", "tags", "subscribed_at", "consent")
@@ -89,6 +110,13 @@ def _check_encoding(path: Path) -> None:
             raise list_error(
                 path, 1, "the file is UTF-16 ('Unicode text'), not UTF-8", hint=RESAVE_HINT
             )
+        if first in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):  # .xlsx (a zip), or an old .xls
+            raise list_error(
+                path,
+                None,
+                "this is a spreadsheet workbook (Excel, LibreOffice), not a CSV file",
+                hint="open it and use Save As… 'CSV UTF-8 (comma delimited)', then use that file",
+            )
         handle.seek(0)
         while True:
             chunk = handle.read(1 << 20)
@@ -121,7 +149,8 @@ def _guess_encoding(byte: int) -> str:
 
 
 def _canonical(name: str) -> str | None:
-    key = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    key = re.sub(r"[\s\-]+", "_", plain.strip().lower())
     return _ALIASES.get(key)
 
 

@@ -42,6 +42,7 @@ from .list_locks import list_lock
 from .personalize import row_of, unsubscribe_keys
 from .snapshot import FrozenAudience, ListCopy, Snapshots
 from .subscribers import describe_path
+from .words import plural
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
@@ -269,9 +270,9 @@ class Planner:
         shown = describe_path(path)
         raise SubscriberListError(
             Problem(
-                message=f"{shown} is missing, but this workspace had it (last read "
-                f"{seen.last_seen}, with {seen.rows:,} addresses); without it the plan "
-                "would show nobody as unsubscribed",
+                message="the suppression list is missing, but this workspace had it (last "
+                f"read {seen.last_seen[:10]}, with {plural(seen.rows, 'address')}); without "
+                "it the plan would show nobody as unsubscribed",
                 path=path,
                 hint=f"put it back (e.g. `git checkout -- {shown}`), or run "
                 "`newsletter suppressions restore` to write it again from the copy kept "

@@ -349,8 +349,10 @@ def _print_import(report: ImportReport, dry_run: bool) -> None:
     notes.print()
     if report.neutralised and not dry_run:
         _say(
-            f"{plural(report.neutralised, 'value')} that a spreadsheet would run as a formula were "
-            "written with a leading ' so they stay text (newsletter reads them without it)"
+            f"{plural(report.neutralised, 'value')} that a spreadsheet would run as a formula "
+            f"{'was' if report.neutralised == 1 else 'were'} written with a leading ' so "
+            f"{'it stays' if report.neutralised == 1 else 'they stay'} text (newsletter reads "
+            f"{'it' if report.neutralised == 1 else 'them'} without it)"
         )
     for column, values in report.dropped_columns:
         _say(
@@ -365,6 +367,6 @@ def _print_import(report: ImportReport, dry_run: bool) -> None:
     if dry_run:
         _say(f"dry run: nothing written ({verb} {report.added}, skipped {skipped})")
     elif report.written:
-        _say(f"{where} now has {report.added} more subscriber(s)")
+        _say(f"{where} now has {plural(report.added, 'more subscriber')}")
     else:
         _say(f"nothing new: {where} left unchanged")

@@ -164,7 +164,9 @@ def _pause_on_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
 def send(
     issue: Annotated[
         Path,
-        typer.Argument(metavar="ISSUE", help="The issue file, e.g. issues/2019-09.yaml."),
+        typer.Argument(
+            metavar="ISSUE", help="The issue: its file (issues/2019-09.yaml) or its id (2019-09)."
+        ),
     ],
     lists: Annotated[
         list[str] | None,
@@ -265,8 +267,10 @@ def send(
         raise typer.BadParameter(
             f"{rate} is less than 0.01 requests per second", param_hint="--rate"
         )
+    from ..issue import issue_file
+
     ws = state.workspace()
-    source = _resolve(issue)
+    source = _resolve(issue_file(ws.issues_dir, issue))  # a path, or an id such as 2019-10
     zone = _zone(ws, timezone)
     zone_name = timezone if timezone is not None else ws.config.send.timezone
     copies = parse_test_addresses(test_to) if test_to is not None else []

@@ -56,7 +56,9 @@ def _url(host: str, port: int) -> str:
 def preview(
     issue: Annotated[
         Path,
-        typer.Argument(metavar="ISSUE", help="The issue file, e.g. issues/2019-09.yaml."),
+        typer.Argument(
+            metavar="ISSUE", help="The issue: its file (issues/2019-09.yaml) or its id (2019-09)."
+        ),
     ],
     port: Annotated[
         int,
@@ -109,7 +111,9 @@ def preview(
     ws = state.workspace()
     ws.config  # noqa: B018 - a broken newsletter.toml is reported here, before the server starts
     check_port(port)
-    issue_path = _resolve(issue)
+    from ..issue import issue_file
+
+    issue_path = _resolve(issue_file(ws.issues_dir, issue))  # a path, or an id (2019-10)
     check_issue_path(issue_path)
     if list_name is not None and as_reader is None:
         raise typer.BadParameter("--list goes with --as ADDRESS", param_hint="--list")
