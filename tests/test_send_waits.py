@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -122,6 +123,46 @@ def test_sigterm_and_sighup_pause_like_ctrl_c(
         assert summary.state == PAUSED
 
     set_send_config(workspace, backoff_base=0.05, backoff_max=0.1)
+    done = run_cli(
+        "send", "issues/2019-09.yaml", "--resume", "--yes", cwd=workspace, env=_cli_env(stub.url)
+    )
+    assert done.code == 0, done.err
+    assert Counter(stub.emails()) == Counter(expected)
+
+
+def test_a_closed_terminal_pauses_the_send_cleanly(workspace: Path, stub: StubSendGrid) -> None:
+    """The send runs in a terminal (a pty) that is closed mid-send, as when an SSH session
+    drops: every later write to it fails, yet the send pauses with no unknown batch, and
+    --resume finishes it exactly once."""
+    import os
+    import pty
+
+    expected = write_list(workspace, "big", 3000)
+    set_send_config(workspace, batch_size=50, rate=20.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "NEWSLETTER_"))}
+    env.update(_cli_env(stub.url))
+    command = [sys.executable, "-m", "newsletter", "send", "issues/2019-09.yaml"]
+    command += ["--list", "big", "--yes", "--backend", "sendgrid"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the send, with the pty as its terminal
+        os.chdir(workspace)
+        os.execve(sys.executable, command, env)
+    try:
+        assert stub.wait_for_sends(5, timeout=60)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:  # keep reading, as a terminal does
+            try:
+                os.read(fd, 4096)
+            except OSError:
+                break
+    finally:
+        os.close(fd)  # the terminal hangs up: the kernel sends SIGHUP
+    _, status_ = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status_) == 130
+    with Ledger(workspace / ".newsletter" / "state.db") as ledger:
+        [summary] = ledger.sends("2019-09")
+        assert summary.state == PAUSED and summary.batches_unknown == 0
+    set_send_config(workspace, rate=1000.0)
     done = run_cli(
         "send", "issues/2019-09.yaml", "--resume", "--yes", cwd=workspace, env=_cli_env(stub.url)
     )

@@ -150,11 +150,12 @@ class SendSummary:
 
     @property
     def pending(self) -> int:
-        """Recipients planned but not yet sent (an estimate: the lists may change meanwhile);
-        none once the send is over."""
+        """Recipients planned and not yet posted: neither sent, skipped, nor in a batch whose
+        outcome is unknown (those are counted apart); none once the send is over."""
         if self.state in (DONE, SCHEDULED, CANCELLED):
             return 0
-        return max(0, self.planned_recipients - self.recipients_sent - self.recipients_skipped)
+        settled = self.recipients_sent + self.recipients_skipped + self.recipients_unknown
+        return max(0, self.planned_recipients - settled)
 
 
 # A send's frozen audience: the people, and {list name: {"file", "sha256", "bytes"}}.

@@ -10,13 +10,9 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import tzinfo
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -34,6 +30,7 @@ from ..esp.registry import backend_choices
 from ..ledger import CANCELLED, DONE, SCHEDULED, Ledger
 from ..words import plural
 from . import app, console, state
+from .pausing import pause_on_signals
 from .plain_help import PlainHelp
 from .send_output import (
     delivers,
@@ -120,44 +117,6 @@ class _Bar:
 
     def waiting(self, seconds: float, reason: str) -> None:
         self.progress.update(self.batches, note=f"waiting {seconds:.1f} s: {reason}")
-
-
-# Ctrl-C, `kill` (SIGTERM, also what a service manager or a CI runner sends) and a
-# closed terminal or SSH session (SIGHUP) all pause the send the same clean way.
-_PAUSE_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-
-
-@contextmanager
-def _pause_on_interrupt(request_stop: Callable[[], None]) -> Iterator[None]:
-    """First signal: finish the batch in flight, then pause.  Second: stop at once
-    (a batch whose request is out is then left unknown; one waiting stays unposted)."""
-    pressed = {"n": 0}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        pressed["n"] += 1
-        if pressed["n"] > 1:
-            raise KeyboardInterrupt
-        request_stop()
-        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        say(
-            f"{what}: pausing after the batch in flight ({what} again to stop at once)",
-            err=True,
-        )
-
-    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
-    try:
-        for signum in _PAUSE_SIGNALS:
-            previous[signum] = signal.signal(signum, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 @app.command(cls=PlainHelp)
@@ -344,7 +303,7 @@ def _run_session(
     gc.freeze()
     # The handlers stay until the summary is printed: a signal after the last batch must
     # not turn a finished send into a killed process.
-    with _pause_on_interrupt(session.request_stop):
+    with pause_on_signals(session.request_stop):
         with _Bar(plan.batches, plan.total_recipients) as bar:
             report = session.execute(bar)
         if options.dry_run:

@@ -113,9 +113,11 @@ def suppressions_list(
     _say(f"{len(rows)} suppressed" + (f" ({summary})" if summary else ""))
     if only_stored:
         _say(
-            f"{len(only_stored)} of them are kept in .newsletter/state.db but missing from "
-            f"{describe_path(ws.suppressions_path)} (sends honour them anyway); "
-            "`newsletter suppressions restore` writes them back to the file"
+            f"{len(only_stored)} of them {'is' if len(only_stored) == 1 else 'are'} kept in "
+            f".newsletter/state.db but missing from {describe_path(ws.suppressions_path)} "
+            f"(sends honour {'it' if len(only_stored) == 1 else 'them'} anyway); "
+            "`newsletter suppressions restore` writes "
+            f"{'it' if len(only_stored) == 1 else 'them'} back to the file"
         )
 
 
