@@ -155,3 +155,22 @@ def test_the_plan_waits_for_an_import_into_the_list_to_finish(
             f.write("late@example.org,Late,en,\n")
     worker.join(timeout=30)
     assert result["recipients"] == 101  # it read the list as the import left it
+
+
+def test_new_only_reaches_people_added_since_and_nobody_twice(
+    workspace: Path, stub: StubSendGrid
+) -> None:
+    """A list gets the issue; later two people join it.  A plain send is refused (it
+    says how to reach them); --new-only sends to exactly those two."""
+    expected = write_list(workspace, "big", 40)
+    env = _cli_env(stub.url)
+    r = run_cli("send", "2019-09", "--list", "big", "--yes", cwd=workspace, env=env)
+    assert r.code == 0, r.err
+    with (workspace / "subscribers" / "big.csv").open("a", encoding="utf-8") as f:
+        f.write("late1@example.org,Late One,en,\nlate2@example.org,Late Two,en,\n")
+    refused = run_cli("send", "2019-09", "--list", "big", "--yes", cwd=workspace, env=env)
+    assert refused.code == 1 and "--new-only" in refused.err
+    r = run_cli("send", "2019-09", "--list", "big", "--new-only", "--yes", cwd=workspace, env=env)
+    assert r.code == 0, r.err
+    assert "40 already sent this issue" in r.out
+    assert Counter(stub.emails()) == Counter([*expected, "late1@example.org", "late2@example.org"])

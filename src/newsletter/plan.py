@@ -62,6 +62,7 @@ class SendOptions:
     send_at: datetime | None = None
     rate: float | None = None
     force_resend: bool = False
+    new_only: bool = False  # only whoever on the lists has not had the issue yet
     resume: bool = False
     unknown: UnknownChoice = "ask"
     test_to: list[str] = field(default_factory=list)
@@ -290,14 +291,15 @@ class Planner:
                     hint=f"continue it with `newsletter send {self._source} --resume`, or "
                     f"abandon it with `newsletter cancel {s.issue_id}`",
                 )
-        if self.options.force_resend:
-            return
+        if self.options.force_resend or self.options.new_only:
+            return  # --new-only: whoever already had it is left out (see _exclusion)
         for s in earlier:
             common = sorted(set(lists).intersection(s.lists))
             raise LedgerError(
                 f"{s.issue_id} was already sent to list {', '.join(common)} "
                 f"(send #{s.id}, {s.created_at}, {s.recipients_sent} recipients, {s.state})",
-                hint="use --force-resend to send it again to everyone on the list",
+                hint="to reach only people added to the list since, add --new-only; "
+                "--force-resend sends it again to everyone on the list",
             )
 
     def _resume_plan(self) -> Plan:

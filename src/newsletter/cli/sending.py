@@ -207,6 +207,13 @@ def send(
             "--force-resend", help="Send again to lists that already received this issue."
         ),
     ] = False,
+    new_only: Annotated[
+        bool,
+        typer.Option(
+            "--new-only",
+            help="Only people on the lists who have not had this issue (added since).",
+        ),
+    ] = False,
 ) -> None:
     """Send an issue to subscriber lists, or a test copy.
 
@@ -252,6 +259,7 @@ def send(
         send_at=when_,
         rate=rate,
         force_resend=force_resend,
+        new_only=new_only,
         resume=resume,
         unknown="resend" if resend_unknown else "skip" if skip_unknown else "ask",
         test_to=[email for email, _ in copies],
