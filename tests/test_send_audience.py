@@ -174,3 +174,23 @@ def test_new_only_reaches_people_added_since_and_nobody_twice(
     assert r.code == 0, r.err
     assert "40 already sent this issue" in r.out
     assert Counter(stub.emails()) == Counter([*expected, "late1@example.org", "late2@example.org"])
+
+
+def test_resuming_after_the_issue_was_edited_says_so(
+    workspace: Path, stub: StubSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sendgrid_env(monkeypatch, stub.url)
+    set_send_config(workspace, batch_size=10, pause_after_failures=1)
+    write_list(workspace, "big", 30)
+    stub.script(ok(), status(503))
+    env = _cli_env(stub.url)
+    r = run_cli("send", "2019-09", "--list", "big", "--yes", cwd=workspace, env=env)
+    assert r.code == 1 and "paused" in r.err
+    same = run_cli("send", "2019-09", "--resume", "--dry-run", cwd=workspace, env=env)
+    assert "has changed since this send started" not in same.err
+    issue = workspace / "issues" / "2019-09.yaml"
+    text = issue.read_text("utf-8")
+    issue.write_text(text.replace("subject:", "subject: Corrected —", 1), "utf-8")
+    r = run_cli("send", "2019-09", "--resume", "--yes", cwd=workspace, env=env)
+    assert r.code == 0, r.err
+    assert "warning: the issue has changed since this send started" in r.err

@@ -171,6 +171,7 @@ class Ledger(BatchRecords):
         tags: Sequence[str] = (),
         test: bool = False,
         subject: str = "",
+        content: str | None = None,
         planned_recipients: int = 0,
         send_at: int | None = None,
         force_resend: bool = False,
@@ -182,8 +183,8 @@ class Ledger(BatchRecords):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO sends (issue_id, lists, tags, backend, state, test, force_resend,"
-                " subject, planned_recipients, send_at, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " subject, content, planned_recipients, send_at, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     issue_id,
                     json.dumps(sorted(set(lists))),
@@ -193,6 +194,7 @@ class Ledger(BatchRecords):
                     int(test),
                     int(force_resend),
                     subject,
+                    content,
                     planned_recipients,
                     send_at,
                     now,
@@ -321,6 +323,7 @@ class Ledger(BatchRecords):
                     test=bool(r["test"]),
                     force_resend=bool(r["force_resend"]),
                     subject=r["subject"],
+                    content=r["content"],
                     planned_recipients=int(r["planned_recipients"]),
                     send_at=r["send_at"],
                     schedule_id=r["schedule_id"],

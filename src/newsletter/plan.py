@@ -7,6 +7,7 @@ a resumed send uses the audience its first run recorded.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -95,6 +96,7 @@ class Plan:
     test: bool = False
     dev_key: bool = False
     delivers: bool = True  # False: the backend writes files (a dry run then runs it)
+    changed: bool = False  # resuming: the issue is not what the send's first batches carried
 
     @property
     def batches(self) -> int:
@@ -326,6 +328,7 @@ class Planner:
             )
         plan = self._new_plan(list(s.lists), list(s.tags))
         plan.resume = s
+        plan.changed = s.content is not None and s.content != content_digest(self.built)
         if self.options.send_at is not None:
             raise ConfigError(
                 "--send-at cannot be changed when resuming",
@@ -476,3 +479,13 @@ class Planner:
         plan.suppressed = a.suppressed
         plan.filtered_out = a.filtered_out
         plan.problems = self._problems()
+
+
+def content_digest(built: BuiltIssue) -> str:
+    """SHA-256 of what every recipient of a send gets (subject, HTML, text): recorded with
+    the send, so a resume can tell that the issue was edited meanwhile."""
+    digest = hashlib.sha256()
+    for part in (built.subject, built.html, built.text):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -117,6 +117,7 @@ class SendSummary:
     test: bool
     force_resend: bool
     subject: str
+    content: str | None  # SHA-256 of what was sent (subject, HTML, text); None: older sends
     planned_recipients: int
     send_at: int | None
     schedule_id: str | None

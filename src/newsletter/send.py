@@ -64,7 +64,7 @@ from .ledger import (
     RecipientRow,
 )
 from .personalize import Personalizer
-from .plan import Plan, Planner
+from .plan import Plan, Planner, content_digest
 from .retry import Pacer, RetryPolicy
 
 if TYPE_CHECKING:
@@ -222,6 +222,7 @@ class SendSession(Planner):
                 self.backend.name,
                 tags=plan.tags,
                 subject=self.built.subject,
+                content=content_digest(self.built),
                 planned_recipients=plan.recipients,
                 send_at=send_at,
                 force_resend=opts.force_resend,

@@ -148,9 +148,9 @@ def connect(path: Path | str, *, readonly: bool = False) -> Connection:
 
 # --------------------------------------------------------------------------- the schema
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # 2: recipients.dropped, batches.dropped; 3: sends.audience, audience;
-# 4: the events and suppression tables joined the versioned schema.
+# 4: the events and suppression tables joined the versioned schema; 5: sends.content.
 
 _LEDGER = """
 CREATE TABLE IF NOT EXISTS sends (
@@ -163,6 +163,7 @@ CREATE TABLE IF NOT EXISTS sends (
     test INTEGER NOT NULL DEFAULT 0,
     force_resend INTEGER NOT NULL DEFAULT 0,
     subject TEXT NOT NULL DEFAULT '',
+    content TEXT,
     planned_recipients INTEGER NOT NULL DEFAULT 0,
     send_at INTEGER,
     schedule_id TEXT,
@@ -298,6 +299,7 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         " name TEXT, first_name TEXT, language TEXT, list_name TEXT NOT NULL)",
     ),
     3: tuple(_statements(_EVENTS + _SUPPRESSIONS)),
+    4: ("ALTER TABLE sends ADD COLUMN content TEXT",),
 }
 
 

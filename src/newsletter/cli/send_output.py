@@ -118,6 +118,13 @@ def print_plan(
             f"  resuming:      send #{r.id} ({r.state}), {plural(r.batches_sent, 'batch')} / "
             f"{plural(r.recipients_sent, 'recipient')} already sent"
         )
+        if plan.changed:
+            say(
+                "warning: the issue has changed since this send started (subject, text or "
+                "layout): the people still to get it will get the new version, the others "
+                "had the old one",
+                err=True,
+            )
         if plan.unknown:
             say(
                 f"  unknown:       {plural(len(plan.unknown), 'batch')} posted without an "
