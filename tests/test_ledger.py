@@ -342,9 +342,9 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     db = sqlite3.connect(path)
     db.executescript(
-        state_db._LEDGER.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", "").replace(
-            ",\n    audience TEXT", ""
-        ).replace("\n    content TEXT,", "")
+        state_db._LEDGER.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", "")
+        .replace(",\n    audience TEXT", "")
+        .replace("\n    content TEXT,", "")
     )
     db.execute(
         "INSERT INTO sends (issue_id, lists, tags, backend, state, created_at, updated_at)"
