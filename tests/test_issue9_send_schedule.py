@@ -233,3 +233,36 @@ def test_cancel_through_the_outbox_says_nothing_was_emailed(cli: Cli, workspace:
         "outbox/2019-09/send-1-cancelled/"
     ) in r.out
     assert (workspace / "outbox" / "2019-09" / "send-1-cancelled" / "batch-0001.json").is_file()
+
+
+def test_status_and_cancel_show_the_zone_the_send_was_scheduled_in(
+    cli: Cli, workspace: Path
+) -> None:
+    """--timezone given on the command line only (no send.timezone): the zone is kept with
+    the send, so a later `status` or `cancel` shows its time there, not in UTC."""
+    with StubSendGrid() as stub:
+        env = sg_env(stub)
+        when = _in_hours(5, "Europe/Paris")
+        r = cli(
+            "send",
+            "2019-09",
+            "--list",
+            "sample",
+            "--send-at",
+            when,
+            "--timezone",
+            "Europe/Paris",
+            "--yes",
+            env=env,
+        )
+        assert r.code == 0, r.err
+        expected = datetime.strptime(when, "%Y-%m-%d %H:%M").replace(
+            tzinfo=ZoneInfo("Europe/Paris")
+        )
+        shown = shown_time(expected, ZoneInfo("Europe/Paris"))
+        assert " Europe/Paris (" in shown
+        status = cli("status", env=env)
+        assert f"scheduled for {shown}" in status.out, status.out
+        cancelled = cli("cancel", "2019-09", env=env)
+        assert cancelled.code == 0, cancelled.err
+        assert shown in cancelled.out

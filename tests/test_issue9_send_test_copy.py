@@ -219,3 +219,17 @@ def test_serve_with_the_dev_key_says_so_first_and_takes_outbox_links(
         b"ben.carter@example.com,unsubscribed,one-click"
         in (workspace / "subscribers" / "suppressions.csv").read_bytes()
     )
+
+
+def test_the_same_test_address_twice_gets_one_copy(cli: Cli, workspace: Path) -> None:
+    r = cli(
+        "send",
+        "2019-09",
+        "--test-to",
+        "Maria Comms <maria@example.org>, MARIA@example.org",
+        "--backend",
+        "outbox",
+        "--yes",
+    )
+    assert r.code == 0, r.err
+    assert len(list((workspace / "outbox" / "2019-09" / "test-1").rglob("*.eml"))) == 1

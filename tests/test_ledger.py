@@ -345,6 +345,7 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
         state_db._LEDGER.replace(",\n    dropped INTEGER NOT NULL DEFAULT 0", "")
         .replace(",\n    audience TEXT", "")
         .replace("\n    content TEXT,", "")
+        .replace("\n    send_tz TEXT,", "")
     )
     db.execute(
         "INSERT INTO sends (issue_id, lists, tags, backend, state, created_at, updated_at)"

@@ -172,6 +172,7 @@ class Ledger(BatchRecords):
         test: bool = False,
         subject: str = "",
         content: str | None = None,
+        send_tz: str | None = None,
         planned_recipients: int = 0,
         send_at: int | None = None,
         force_resend: bool = False,
@@ -183,8 +184,8 @@ class Ledger(BatchRecords):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO sends (issue_id, lists, tags, backend, state, test, force_resend,"
-                " subject, content, planned_recipients, send_at, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " subject, content, send_tz, planned_recipients, send_at, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     issue_id,
                     json.dumps(sorted(set(lists))),
@@ -195,6 +196,7 @@ class Ledger(BatchRecords):
                     int(force_resend),
                     subject,
                     content,
+                    send_tz,
                     planned_recipients,
                     send_at,
                     now,
@@ -324,6 +326,7 @@ class Ledger(BatchRecords):
                     force_resend=bool(r["force_resend"]),
                     subject=r["subject"],
                     content=r["content"],
+                    send_tz=r["send_tz"],
                     planned_recipients=int(r["planned_recipients"]),
                     send_at=r["send_at"],
                     schedule_id=r["schedule_id"],

@@ -64,6 +64,7 @@ class SendOptions:
     rate: float | None = None
     force_resend: bool = False
     new_only: bool = False  # only whoever on the lists has not had the issue yet
+    timezone: str | None = None  # the zone --send-at was read in (kept with the send)
     resume: bool = False
     unknown: UnknownChoice = "ask"
     test_to: list[str] = field(default_factory=list)

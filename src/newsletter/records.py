@@ -118,6 +118,7 @@ class SendSummary:
     force_resend: bool
     subject: str
     content: str | None  # SHA-256 of what was sent (subject, HTML, text); None: older sends
+    send_tz: str | None  # the time zone --send-at was given in (to show its time in it)
     planned_recipients: int
     send_at: int | None
     schedule_id: str | None

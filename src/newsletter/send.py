@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .addresses import normalise_recipient
+from .addresses import email_key, normalise_recipient
 from .build import PREVIEW_NAME
 from .config import (
     Workspace,
@@ -134,7 +134,10 @@ def parse_test_addresses(text: str) -> list[tuple[str, str | None]]:
                 hint='write each as maria@example.org or "Maria Comms <maria@example.org>", '
                 "separated by commas",
             ) from None
-        out.append((email, " ".join(name.strip().strip('"').split()) or None))
+        clean = " ".join(name.strip().strip('"').split()) or None
+        if any(email_key(email) == email_key(seen) for seen, _ in out):
+            continue  # the same address twice gets one copy (the first name given wins)
+        out.append((email, clean))
     if not out:
         raise ConfigError("--test-to needs at least one address", key="--test-to")
     return out
@@ -223,6 +226,7 @@ class SendSession(Planner):
                 tags=plan.tags,
                 subject=self.built.subject,
                 content=content_digest(self.built),
+                send_tz=opts.timezone if plan.send_at is not None else None,
                 planned_recipients=plan.recipients,
                 send_at=send_at,
                 force_resend=opts.force_resend,

@@ -150,7 +150,8 @@ def connect(path: Path | str, *, readonly: bool = False) -> Connection:
 
 SCHEMA_VERSION = 5
 # 2: recipients.dropped, batches.dropped; 3: sends.audience, audience;
-# 4: the events and suppression tables joined the versioned schema; 5: sends.content.
+# 4: the events and suppression tables joined the versioned schema;
+# 5: sends.content, sends.send_tz.
 
 _LEDGER = """
 CREATE TABLE IF NOT EXISTS sends (
@@ -164,6 +165,7 @@ CREATE TABLE IF NOT EXISTS sends (
     force_resend INTEGER NOT NULL DEFAULT 0,
     subject TEXT NOT NULL DEFAULT '',
     content TEXT,
+    send_tz TEXT,
     planned_recipients INTEGER NOT NULL DEFAULT 0,
     send_at INTEGER,
     schedule_id TEXT,
@@ -299,7 +301,10 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         " name TEXT, first_name TEXT, language TEXT, list_name TEXT NOT NULL)",
     ),
     3: tuple(_statements(_EVENTS + _SUPPRESSIONS)),
-    4: ("ALTER TABLE sends ADD COLUMN content TEXT",),
+    4: (
+        "ALTER TABLE sends ADD COLUMN content TEXT",
+        "ALTER TABLE sends ADD COLUMN send_tz TEXT",
+    ),
 }
 
 

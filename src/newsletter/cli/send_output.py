@@ -316,6 +316,7 @@ def summary_dict(s: SendSummary, ledger: Ledger) -> dict[str, Any]:
         "created_at": s.created_at,
         "updated_at": s.updated_at,
         "send_at": s.send_at,
+        "send_tz": s.send_tz,
         "batches": s.batches,
         "batches_sent": s.batches_sent,
         "recipients_planned": s.planned_recipients,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+from contextlib import suppress
 from datetime import tzinfo
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..errors import CheckFailed, InputError, IssueError
+from ..errors import CheckFailed, InputError, IssueError, NewsletterError
 from ..esp.registry import backend_choices
 from ..ledger import CANCELLED, DONE, SCHEDULED, Ledger
 from ..words import plural
@@ -82,6 +83,19 @@ def _zone(ws: Workspace, name: str | None) -> tzinfo | None:
     if name is not None:
         return time_zone(name)
     return time_zone(ws.config.send.timezone, key="send.timezone")
+
+
+def _zone_of(
+    ws: Workspace, asked: str | None, scheduled_in: str | None, default: tzinfo | None
+) -> tzinfo | None:
+    """The zone to show a send's times in: --timezone if given, else the zone its time was
+    typed in (kept with the send), else the default."""
+    if asked is None and scheduled_in:
+        from ..schedule import time_zone
+
+        with suppress(NewsletterError):
+            return time_zone(scheduled_in)
+    return default
 
 
 # --------------------------------------------------------------------------- send
@@ -260,6 +274,7 @@ def send(
         rate=rate,
         force_resend=force_resend,
         new_only=new_only,
+        timezone=zone_name,
         resume=resume,
         unknown="resend" if resend_unknown else "skip" if skip_unknown else "ask",
         test_to=[email for email, _ in copies],
@@ -372,7 +387,7 @@ def status(
         return
     now = time.time()
     for d in sends:
-        print_send(d, zone, now)
+        print_send(d, _zone_of(ws, timezone, d["send_tz"], zone), now)
 
 
 # --------------------------------------------------------------------------- cancel
@@ -402,11 +417,12 @@ def cancel(
     from .send_output import outbox_folder
 
     ws = state.workspace()
-    zone = _zone(ws, timezone)
+    base_zone = _zone(ws, timezone)
     with Ledger(ws.state_db) as ledger:
         cancelled = cancel_send(ws, issue_id_of(issue), ledger=ledger)
     for c in cancelled:
         s = c.send
+        zone = _zone_of(ws, timezone, s.send_tz, base_zone)
         people = plural(s.recipients_sent, "recipient")
         if c.at_provider and not delivers(s.backend):
             say(
