@@ -28,6 +28,10 @@ bench:
 	.venv/bin/python benchmarks/bench_events.py
 	.venv/bin/python benchmarks/bench_serve_hostile.py
 	.venv/bin/python benchmarks/bench_kill_matrix.py
+	.venv/bin/python benchmarks/bench_studio.py
+	.venv/bin/python benchmarks/bench_links.py
+	.venv/bin/python benchmarks/bench_signup.py
+	.venv/bin/python benchmarks/bench_languages.py
 
 golden:
 	NEWSLETTER_REFRESH_GOLDEN=1 .venv/bin/pytest -q tests/test_golden.py

@@ -22,6 +22,9 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    # No name resolves (a request a page's routing misses, such as the first requests of a new
+    # frame, fails at once instead of looking up e.g. www.example.org on the network).
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 ]
 
 

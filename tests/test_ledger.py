@@ -346,6 +346,8 @@ def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
         .replace(",\n    audience TEXT", "")
         .replace("\n    content TEXT,", "")
         .replace("\n    send_tz TEXT,", "")
+        .replace(",\n    languages TEXT", "")
+        .replace("finished_at TEXT,\n    language TEXT,", "finished_at TEXT,")
     )
     db.execute(
         "INSERT INTO sends (issue_id, lists, tags, backend, state, created_at, updated_at)"

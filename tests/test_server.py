@@ -707,7 +707,7 @@ def test_one_click_url_from_a_real_send_unsubscribes(
             path[:-1],
             path[:-3] + ("A" if path[-3] != "A" else "B") + path[-2:],
             path + "x",
-            path.replace(".", ""),
+            path[:3] + path[4:],  # a character dropped (sends' tokens have no "." now)
         ):
             assert httpx.post(base + bad, content=b"List-Unsubscribe=One-Click").status_code == 404
     rows = [
@@ -752,7 +752,7 @@ def test_get_shows_a_page_and_never_unsubscribes(base_url: str, workspace: Path)
     assert es.headers["referrer-policy"] == "no-referrer"
     en = httpx.get(url + "?lang=en", headers={"Accept-Language": "es"})
     assert '<html lang="en">' in en.text and ">Unsubscribe</button>" in en.text
-    fallback = httpx.get(url + "?lang=xx", headers={"Accept-Language": "de, fr;q=0.5"})
+    fallback = httpx.get(url + "?lang=xx", headers={"Accept-Language": "de, it;q=0.5"})
     assert '<html lang="en">' in fallback.text  # the configured language
     assert httpx.head(url).status_code == 200
     assert (workspace / "subscribers" / "suppressions.csv").read_bytes() == before

@@ -22,10 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from .archive_languages import (
+    Version,
+    compose_translations,
+    language_feeds,
+    language_pages,
+    with_versions,
+)
 from .build import BuiltIssue, compose
 from .config import Workspace
 from .errors import CheckFailed, InputError, NewsletterError, Problem, TemplateError
 from .issue import iter_issue_files
+from .issue_pictures import IMAGES_FOLDER
 from .render import Renderer
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -51,6 +59,7 @@ class Entry:
     url: str  # absolute: config.archive.base_url + <issue-id>/
     href: str  # relative to the index page
     display_date: str
+    versions: tuple[Version, ...] = ()  # its languages, when it is translated
 
 
 @dataclass(frozen=True)
@@ -133,16 +142,29 @@ def build_site(ws: Workspace, *, strict: bool = False, renderer: Renderer | None
         )
     r = renderer or Renderer(ws)
     built, problems = compose_all(ws, strict=strict, renderer=r)
+    translated, more = compose_translations(ws, built, r)  # <issue>/<language>/ pages
+    problems += [_as_error(p) if strict else p for p in more if p.severity != "info"]
     if any(p.severity == "error" for p in problems):
         raise CheckFailed(problems)
     labels = r.labels_for(ws.config.language)
     base = base_url(ws)
     built.sort(key=lambda b: (b.located.issue.date, b.issue_id), reverse=True)
-    entries = [_entry(b, base, labels) for b in built]
+    entries = with_versions([_entry(b, base, labels) for b in built], built, translated, base)
     files: dict[str, bytes] = {MARKER: MARKER_TEXT.encode()}
     for b in built:
-        files[f"{b.issue_id}/index.html"] = b.web_html.encode("utf-8")
-    files["index.html"] = index_page(ws, entries, labels).encode("utf-8")
+        files.update(language_pages(base, b, translated.get(b.issue_id, [])))
+        for v in [b, *translated.get(b.issue_id, [])]:  # the emails point here: publish first
+            for name, data in v.pictures.files.items():
+                files[f"{b.issue_id}/{IMAGES_FOLDER}/{name}"] = data
+    feeds = language_feeds(
+        entries,
+        built,
+        translated,
+        lambda items, lang, name: atom_feed(ws, items, r.labels_for(lang), lang=lang, name=name),
+    )
+    files.update(feeds)
+    by_language = {name.split(".")[1]: name for name in feeds}
+    files["index.html"] = index_page(ws, entries, labels, by_language).encode("utf-8")
     files["feed.xml"] = atom_feed(ws, entries, labels)
     return Site(
         files=files, entries=entries, warnings=[p for p in problems if p.severity == "warning"]
@@ -173,8 +195,14 @@ def _entry(b: BuiltIssue, base: str, labels: dict[str, object]) -> Entry:
     )
 
 
-def index_page(ws: Workspace, entries: list[Entry], labels: dict[str, object]) -> str:
-    """The archive's front page, newest issue first (Jinja2, autoescaped)."""
+def index_page(
+    ws: Workspace,
+    entries: list[Entry],
+    labels: dict[str, object],
+    feeds: dict[str, str] | None = None,
+) -> str:
+    """The archive's front page, newest issue first (Jinja2, autoescaped); ``feeds``: the
+    feed of each language (language -> file), when issues are translated."""
     import jinja2
 
     folder = ws.pages_dir
@@ -195,6 +223,7 @@ def index_page(ws: Workspace, entries: list[Entry], labels: dict[str, object]) -
             entries=entries,
             labels=labels,
             feed_href="feed.xml",
+            feeds=feeds or {},
             base_url=base_url(ws),
         )
     except jinja2.TemplateNotFound:
@@ -221,8 +250,16 @@ def _rfc3339(d: dt.date) -> str:
     return f"{d.isoformat()}T00:00:00Z"
 
 
-def atom_feed(ws: Workspace, entries: list[Entry], labels: dict[str, object]) -> bytes:
-    """RFC 4287 feed: one entry per issue, newest first; `updated` is the newest issue's date."""
+def atom_feed(
+    ws: Workspace,
+    entries: list[Entry],
+    labels: dict[str, object],
+    *,
+    lang: str | None = None,
+    name: str = "feed.xml",
+) -> bytes:
+    """RFC 4287 feed: one entry per issue, newest first; `updated` is the newest issue's date.
+    ``lang`` and ``name``: one language's feed (feed.es.xml) of a translated archive."""
     base = base_url(ws)
     cfg = ws.config
     ET.register_namespace("", ATOM_NS)
@@ -233,11 +270,11 @@ def atom_feed(ws: Workspace, entries: list[Entry], labels: dict[str, object]) ->
             el.text = text
         return el
 
-    feed = ET.Element(f"{{{ATOM_NS}}}feed", {"xml:lang": cfg.language})
-    sub(feed, "id", base)
+    feed = ET.Element(f"{{{ATOM_NS}}}feed", {"xml:lang": lang or cfg.language})
+    sub(feed, "id", base if name == "feed.xml" else f"{base}{name}")
     sub(feed, "title", archive_title(ws, labels))
     sub(feed, "updated", _rfc3339(max(e.date for e in entries)))
-    sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base}feed.xml")
+    sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base}{name}")
     sub(feed, "link", rel="alternate", type="text/html", href=base)
     author = sub(feed, "author")
     sub(author, "name", cfg.organisation.name)

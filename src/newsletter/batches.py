@@ -97,12 +97,17 @@ class BatchRecords:
     # -- batches ---------------------------------------------------------------------------
 
     def open_batch(
-        self, send_id: int, recipients: Sequence[RecipientLike], *, issue_id: str | None
+        self,
+        send_id: int,
+        recipients: Sequence[RecipientLike],
+        *,
+        issue_id: str | None,
+        language: str | None = None,
     ) -> BatchInfo:
         """Record a new batch and its recipients as ``ready``, committed before any request.
 
         ``issue_id`` is None for test sends, so their recipients never count as having
-        received the issue.
+        received the issue.  ``language``: the version of the issue it carries (one per batch).
         """
         now = _now()
         with self._tx() as db:
@@ -111,9 +116,9 @@ class BatchRecords:
             ).fetchone()
             seq = int(row[0])
             cur = db.execute(
-                "INSERT INTO batches (send_id, seq, state, recipients, created_at)"
-                " VALUES (?,?,?,?,?)",
-                (send_id, seq, B_READY, len(recipients), now),
+                "INSERT INTO batches (send_id, seq, state, recipients, created_at, language)"
+                " VALUES (?,?,?,?,?,?)",
+                (send_id, seq, B_READY, len(recipients), now, language),
             )
             batch_id = int(cur.lastrowid or 0)
             if len(recipients) > ROWS_PER_BATCH_ID:
@@ -311,6 +316,7 @@ class BatchRecords:
             test=bool(r["test"]),
             created_at=r["created_at"],
             finished_at=r["finished_at"],
+            language=r["language"],
         )
 
     def batches(self, send_id: int) -> list[BatchInfo]:
@@ -366,6 +372,16 @@ class BatchRecords:
             CANCELLED,
         )
         return self._db.execute(sql, params).fetchone() is not None
+
+    def language_counts(self, send_id: int) -> dict[str, tuple[int, int]]:
+        """(recipients sent, recipients batched) per language of a send's batches."""
+        rows = self._db.execute(
+            "SELECT language, SUM(CASE WHEN state=? THEN recipients ELSE 0 END),"
+            " SUM(recipients) FROM batches WHERE send_id=? AND language IS NOT NULL"
+            " GROUP BY language ORDER BY MIN(seq)",
+            (B_SENT, send_id),
+        ).fetchall()
+        return {str(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in rows}
 
     def log(self, send_id: int) -> list[tuple[str, str | None, str, str | None]]:
         rows = self._db.execute(

@@ -19,9 +19,12 @@ from .checks import lint_config, lint_issue, lint_output, lint_theme
 from .config import Workspace
 from .errors import CheckFailed, HasProblems, Problem
 from .inline import inline_css
-from .issue import Located, read_issue
+from .issue import Located
+from .issue_pictures import IMAGES_FOLDER, IssuePictures, gather
 from .message import ALL_PLACEHOLDERS, fill, mime_message, substitutions
 from .render import EMAIL_TEMPLATE, Renderer, compile_mjml
+from .translation_checks import lint_translation, without_inherited
+from .translations import read_any
 
 PREVIEW_NAME = "Ana"
 PREVIEW_EMAIL = "preview@example.org"
@@ -44,23 +47,29 @@ class BuiltIssue(HasProblems):
     draft: bool = False
     problems: list[Problem] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    pictures: IssuePictures = field(default_factory=IssuePictures)  # local files, prepared
 
     def preview_values(self, ws: Workspace) -> dict[str, str]:
         """Sample per-recipient values for previews and preview.eml."""
         base = str(ws.config.send.unsubscribe_url).rstrip("/")
-        return substitutions(PREVIEW_NAME, f"{base}/u/preview", self.language)
+        return substitutions(PREVIEW_NAME, f"{base}/u/preview", self.language, f"{base}/p/preview")
 
 
-def compose(ws: Workspace, path: Path, renderer: Renderer | None = None) -> BuiltIssue:
-    """Read, render, compile, inline and lint; raises IssueError/TemplateError, never writes."""
+def compose(
+    ws: Workspace, path: Path, renderer: Renderer | None = None, raw: bytes | None = None
+) -> BuiltIssue:
+    """Read, render, compile, inline and lint; raises IssueError/TemplateError, never writes.
+
+    `raw` is the issue's text when it is not saved yet (the studio); messages name `path`."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    located = read_issue(path)
+    located = read_any(path, raw)  # an issue, or a translation (its base's id)
     t1 = time.perf_counter()
     timings["read"] = t1 - t0
     r = renderer or Renderer(ws)
-    mjml_src = r.mjml(located, web=False)
-    web_src = r.mjml(located, web=True)
+    pictures = gather(ws, located)  # the issue's own picture files, prepared for email
+    mjml_src = r.mjml(located, web=False, pictures=pictures)
+    web_src = r.mjml(located, web=True, pictures=pictures)
     t2 = time.perf_counter()
     timings["render"] = t2 - t1
     template = ws.theme_dir / EMAIL_TEMPLATE
@@ -71,14 +80,17 @@ def compose(ws: Workspace, path: Path, renderer: Renderer | None = None) -> Buil
     html = inline_css(compiled)
     t4 = time.perf_counter()
     timings["inline"] = t4 - t3
-    text = r.text(located)
+    text = r.text(located, pictures)
     t5 = time.perf_counter()
     timings["text"] = t5 - t4
-    problems = (
+    problems = without_inherited(  # a translation: what it takes from its base is not its own
+        located,
         lint_issue(located)
         + lint_config(ws.config, ws.config_path)
         + lint_theme(ws.theme_dir)
         + lint_output(located, ws.config, html, text, ws.theme_dir)
+        + pictures.problems
+        + lint_translation(located),
     )
     if any(p in web_html for p in ALL_PLACEHOLDERS):
         problems.append(
@@ -106,6 +118,7 @@ def compose(ws: Workspace, path: Path, renderer: Renderer | None = None) -> Buil
         draft=issue.draft,
         problems=problems,
         timings=timings,
+        pictures=pictures,
     )
 
 
@@ -151,7 +164,7 @@ class BuildOutput:
 
 def write_build(ws: Workspace, built: BuiltIssue, out_dir: Path) -> BuildOutput:
     """Write email.html, email.txt, web.html and preview.eml under out_dir/<issue>/."""
-    folder = out_dir / built.issue_id
+    folder = out_dir / built.located.web_path  # a translation: <issue>/<language>/
     payloads = {
         "email.html": built.html.encode("utf-8"),
         "email.txt": built.text.encode("utf-8"),
@@ -162,4 +175,21 @@ def write_build(ws: Workspace, built: BuiltIssue, out_dir: Path) -> BuildOutput:
     for name, data in payloads.items():
         write_atomic(folder / name, data)
         files[name] = folder / name
+    files.update(_write_pictures(folder / IMAGES_FOLDER, built.pictures.files))
     return BuildOutput(folder=folder, files=files)
+
+
+def _write_pictures(folder: Path, pictures: dict[str, bytes]) -> dict[str, Path]:
+    """The prepared pictures, under images/; those of an earlier build that are no longer
+    used are removed, so the folder holds exactly what `archive` publishes."""
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if old.name not in pictures and old.is_file():
+                old.unlink()
+    files = {}
+    for name, data in pictures.items():
+        target = folder / name
+        if not (target.is_file() and target.read_bytes() == data):
+            write_atomic(target, data)
+        files[f"{IMAGES_FOLDER}/{name}"] = target
+    return files

@@ -15,16 +15,21 @@ by what they read, and this module is where callers find all four:
 
 from __future__ import annotations
 
+import functools
 import html as html_mod
+import re
 import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 
+from pydantic import HttpUrl
+
 from .config import CONFIG_FILE, Config, Workspace
 from .errors import Problem, format_path
-from .issue import Located, Parsed, load_issue
+from .issue import Located, Parsed
 from .issue_checks import PREHEADER_MAX, PREHEADER_MIN, SUBJECT_MAX, lint_issue
 from .message import UNSUBSCRIBE_URL
+from .picture_src import is_remote
 from .theme_checks import MJML_TAGS, is_mjml_tag, lint_theme
 
 __all__ = [
@@ -126,8 +131,9 @@ def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
         "archive.base_url": cfg.archive.base_url,
         "send.unsubscribe_url": cfg.send.unsubscribe_url,
     }
-    if cfg.organisation.logo_url:
-        links["organisation.logo_url"] = cfg.organisation.logo_url
+    logo = cfg.organisation.logo_url
+    if logo and is_remote(logo):  # a file of the workspace: issue_pictures.py checks it
+        links["organisation.logo_url"] = HttpUrl(logo)
     for i, s in enumerate(cfg.social):
         links[format_path(("social", i, "url"))] = s.url
     for key, url in links.items():
@@ -145,12 +151,34 @@ def lint_config(cfg: Config, config_path: Path) -> list[Problem]:
 
 
 # ---------------------------------------------------------------- the built output
+# A start tag's name, as HTMLParser reads it (html.parser's tagfind_tolerant).
+_TAG_NAME = re.compile(r"[a-zA-Z][^\t\n\r\f />\x00]*")
+# Tags whose content HTMLParser reads differently (raw text): always parsed in full.
+_RAW_TEXT = {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"}
+_RAW_TEXT |= {"noscript", "plaintext"}
+
+
 class _Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.imgs_without_alt: list[str] = []
         self.hrefs: list[str] = []
         self.mj_tags: set[str] = set()
+
+    def parse_starttag(self, i: int) -> int:
+        """Skip the tags this check does not read without parsing their attributes.
+
+        An email is hundreds of table cells with long style attributes, and HTMLParser
+        parses every attribute of every tag: skipping them halves the check on the output.
+        Where the tag ends is found as HTMLParser finds it (check_for_whole_start_tag, its
+        own first step); img, a, MJML and raw-text tags go through HTMLParser in full.
+        """
+        found = _TAG_NAME.match(self.rawdata, i + 1)
+        if found is not None:
+            tag = found.group().lower()
+            if tag not in ("img", "a") and tag not in _RAW_TEXT and not is_mjml_tag(tag):
+                return self.check_for_whole_start_tag(i)
+        return super().parse_starttag(i)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -250,20 +278,28 @@ def _contains_text(html: str, needle: str) -> bool:
 LABELS_FILE = "labels.toml"
 
 
+@functools.lru_cache(maxsize=8)
+def _label_languages(text: str) -> tuple[frozenset[str], str]:
+    """The top-level keys of a labels.toml, and its language tables in words ("en, es").
+
+    Kept by the file's text: the theme's labels are the same from one build to the next."""
+    labels = tomllib.loads(text)
+    return frozenset(labels), ", ".join(sorted(k for k, v in labels.items() if isinstance(v, dict)))
+
+
 def lint_language(located: Parsed, cfg: Config, theme_dir: Path) -> list[Problem]:
     """An issue in a language the theme has no words for would greet readers in English."""
     labels_path = theme_dir / LABELS_FILE
     try:
-        labels = tomllib.loads(labels_path.read_text("utf-8"))
+        languages, known = _label_languages(labels_path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return []  # no labels at all, or broken: the renderer says so with the file's line
     given = located.values.get("language")
     language = given if isinstance(given, str) else cfg.language
-    if language in labels or language.split("-")[0] in labels:
+    if language in languages or language.split("-")[0] in languages:
         return []
     root = theme_dir.parent.parent  # the workspace: templates/<theme>/ is in it
     shown = labels_path.relative_to(root) if labels_path.is_relative_to(root) else labels_path
-    known = ", ".join(sorted(k for k, v in labels.items() if isinstance(v, dict)))
     message = (
         f"there are no words for language `{language}` in {shown}, so the email would say "
         '"Hello" and "Read more" in English'
@@ -288,7 +324,14 @@ def lint_language(located: Parsed, cfg: Config, theme_dir: Path) -> list[Problem
 def lint_unbuildable(ws: Workspace, path: Path) -> list[Problem]:
     """Every problem of an issue file that has errors: those errors, the checks on the
     fields that could be read, and the checks on the configuration and the theme."""
-    parsed, problems = load_issue(path)
+    from .issue_pictures import gather
+    from .translation_checks import lint_translation, without_inherited
+    from .translations import load_any
+
+    parsed, problems = load_any(path)  # an issue file, or a translation of one
     if parsed is not None:
         problems += lint_issue(parsed) + lint_language(parsed, ws.config, ws.theme_dir)
+        problems += lint_translation(parsed)
+        problems = without_inherited(parsed, problems)
+        problems += gather(ws, parsed, prepare=False).problems
     return problems + lint_config(ws.config, ws.config_path) + lint_theme(ws.theme_dir)

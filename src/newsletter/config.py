@@ -38,6 +38,8 @@ from pydantic import (
 
 from .errors import ConfigError, format_path
 from .esp.settings import ProviderSettings
+from .picture_src import PictureSrc
+from .signup_settings import Signup
 
 CONFIG_FILE = "newsletter.toml"
 WORKSPACE_ENV = "NEWSLETTER_WORKSPACE"
@@ -55,7 +57,7 @@ class Organisation(_Section):
     name: str = Field(min_length=1)
     postal_address: str = Field(min_length=1)
     website: HttpUrl
-    logo_url: HttpUrl | None = None
+    logo_url: PictureSrc | None = None  # an https address, or a file beside newsletter.toml
     logo_width: int = Field(default=160, ge=16, le=600)
 
 
@@ -202,6 +204,7 @@ class Config(_Section):
     archive: Archive
     send: Send
     server: Server = Server()
+    signup: Signup | None = None  # sign-up form and preferences: signup_settings.py
     # Provider tables, validated by their own models: see load_config.
     _providers: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
 

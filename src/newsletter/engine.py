@@ -7,7 +7,7 @@ records promise after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -130,7 +130,12 @@ class SendEngine:
         pacer: Pacer | None = None,
         progress: Progress | None = None,
         clock: Clock = SYSTEM,
+        versions: Mapping[str, tuple[IssueContent, Personalizer]] | None = None,
+        language_of: Callable[[RecipientLike], str] | None = None,
     ) -> None:
+        """``versions``: the issue's languages, each with its content and personalizer
+        (batches are formed per language, ``language_of`` telling each recipient's; without
+        it everyone gets the first); without ``versions``, ``content`` for everyone."""
         limit = backend.capabilities.max_batch
         if not 1 <= batch_size <= limit:
             raise ValueError(f"batch size must be 1..{limit} for {backend.label}")
@@ -147,6 +152,8 @@ class SendEngine:
         self._consecutive_failures = 0
         self._refresh: Callable[[], object] | None = None
         self._suppressed: Callable[[RecipientLike], bool] | None = None
+        self.versions = dict(versions or {})
+        self.language_of = language_of
 
     def request_stop(self) -> None:
         """Pause after the batch in flight (Ctrl-C)."""
@@ -203,15 +210,18 @@ class SendEngine:
                 assert current is not None
                 self._deliver(summary, current, stored, report)
                 report.batches_reposted += 1
-            iterator = iter(subscribers)
-            while True:
-                self._check_stop()
-                self._refresh_suppressions()
-                rows = self._take(iterator, exclude)
-                if not rows:
-                    break
-                info = self.ledger.open_batch(send_id, rows, issue_id=issue_key)
-                self._deliver(summary, info, rows, report)
+            for language, stream in self._streams(subscribers):  # one language per batch
+                iterator = iter(stream)
+                while True:
+                    self._check_stop()
+                    self._refresh_suppressions()
+                    rows = self._take(iterator, exclude)
+                    if not rows:
+                        break
+                    info = self.ledger.open_batch(
+                        send_id, rows, issue_id=issue_key, language=language
+                    )
+                    self._deliver(summary, info, rows, report)
         except _Stop as stop:
             self.ledger.transition(send_id, stop.state, note=stop.reason)
             report.state = stop.state
@@ -223,6 +233,18 @@ class SendEngine:
         self.ledger.transition(send_id, final)
         report.state = final
         return report
+
+    def _streams(
+        self, subscribers: Iterable[RecipientLike]
+    ) -> Iterator[tuple[str | None, Iterable[RecipientLike]]]:
+        """The audience once per language, each pass keeping that language's readers
+        (a pass over the frozen audience is cheap; batches never mix languages)."""
+        pick = self.language_of
+        if pick is None or not self.versions:
+            yield next(iter(self.versions), None), subscribers
+            return
+        for language in self.versions:
+            yield language, (s for s in subscribers if pick(s) == language)
 
     def _refresh_suppressions(self) -> None:
         """Re-read the suppressions; if they cannot be read, pause: posting on without
@@ -357,16 +379,19 @@ class SendEngine:
     def _batch(
         self, summary: SendSummary, info: BatchInfo, rows: Sequence[RecipientLike]
     ) -> Prepared:
+        content, personalize = self.content, self.personalize
+        if info.language in self.versions:  # the batch's language (else: before issue 12)
+            content, personalize = self.versions[info.language]
         batch = Batch(
             issue_id=summary.issue_id,
             send_ref=str(summary.id),
             batch_ref=str(info.id),
             seq=info.seq,
-            recipients=self.personalize.batch(rows),
+            recipients=personalize.batch(rows),
             send_at=summary.send_at if summary.schedule_id else None,
             schedule_id=summary.schedule_id,
         )
-        return self.backend.prepare(self.content, batch)
+        return self.backend.prepare(content, batch)
 
     def _deliver(
         self,

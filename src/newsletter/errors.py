@@ -18,6 +18,8 @@ else that escapes is a bug and is shown with its traceback.
     ├── StateDatabaseError           .newsletter/state.db is busy, full, damaged or unwritable (exit 2)
     │   └── EventStoreError          (events.py) the events tables in it cannot be opened or written
     ├── TokenError                   a forged, truncated or altered unsubscribe token
+    ├── Conflict                     (studio.py) the issue file changed on disk since the studio
+    │                                loaded it: Save refuses to overwrite (409, reload or keep both)
     └── ProviderError                the email provider answered with an error: .status, .body
         ├── ProviderRejected         400/401/403/413: stop, the request will not succeed if repeated
         └── ProviderUnavailable      429/5xx/connection refused before the request left: retry later
@@ -35,6 +37,10 @@ raised and turned into an answer or a message.
     ├── BodyTooLarge, BodyTimeout,   (server/bodies.py) a request body over the cap (413), too slow
     │   ClientGone                   (408), or abandoned by its client (one log line)
     ├── TooManyNodes                 (issue_yaml.py) an alias bomb in a YAML file: an IssueError
+    ├── _Unsure                      (issue_yaml_fast.py) libyaml may read a file otherwise than
+    │                                ruamel.yaml: ruamel.yaml reads it instead
+    ├── NotAForm                     (studio_yaml.py) a YAML file the studio's form cannot show: text editor
+    ├── _TooLarge                    (studio_app.py) a studio request body over its cap: 413
     ├── TooLong                      (rows.py) a subscriber's values over the provider's limit
     └── _Stop                        (engine.py) a send must stop: becomes the report's state and reason
 

@@ -44,28 +44,64 @@ class _NoNetwork:
         raise RuntimeError("premailer tried to use the network while inlining")
 
 
+OPTIONS: dict[str, Any] = {
+    "keep_style_tags": True,
+    "strip_important": False,
+    "allow_network": False,
+    "allow_loading_external_files": False,
+    "disable_basic_attributes": BASIC_ATTRIBUTES,
+    "align_floating_images": False,
+    "remove_classes": False,
+    "capitalize_float_margin": False,
+    "disable_validation": True,
+    "cssutils_logging_level": logging.CRITICAL,
+    "exclude_pseudoclasses": True,
+    "cache_css_parsing": True,
+}
+
+# A theme's <style> blocks are the same for every issue (and for both builds of a preview),
+# so the rules premailer reads from each are kept: (css text, its index) -> (rules, leftover).
+_RULES: dict[tuple[str, int], tuple[list[Any], list[Any]]] = {}
+_RULES_MAX = 32
+_premailer_class: type[Any] | None = None
+
+
+def _premailer() -> type[Any]:
+    """premailer's class, with the rules of a stylesheet it has seen once read from memory.
+
+    Reading a stylesheet's rules (cssutils parses it, then writes every property back as
+    text) is about half of a warm inlining.  premailer caches only the parse; the rules it
+    makes from it depend on nothing else than the text, the block's index and the options,
+    which are fixed here (OPTIONS), so the same text gives the same rules.  The lists are
+    copied out, never handed over: transform() only reads them.
+    """
+    global _premailer_class
+    if _premailer_class is None:
+        base = import_premailer()
+
+        class _CachedRules(base):  # type: ignore[misc, valid-type]
+            def _parse_style_rules(
+                self, css_body: str, ruleset_index: int
+            ) -> tuple[list[Any], list[Any]]:
+                key = (css_body, ruleset_index)
+                found = _RULES.get(key)
+                if found is None:
+                    found = super()._parse_style_rules(css_body, ruleset_index)
+                    if len(_RULES) >= _RULES_MAX:
+                        _RULES.clear()
+                    _RULES[key] = found
+                return list(found[0]), list(found[1])
+
+        _premailer_class = _CachedRules
+    return _premailer_class
+
+
 def inline_css(html: str) -> str:
     """Premailer with the options that keep MJML's output intact; never touches the network."""
-    Premailer = import_premailer()  # noqa: N806
-
+    premailer = _premailer()
     quiet_cssutils()
     doctype = DOCTYPE_RE.match(html)
-    options: dict[str, Any] = {
-        "keep_style_tags": True,
-        "strip_important": False,
-        "allow_network": False,
-        "allow_loading_external_files": False,
-        "disable_basic_attributes": BASIC_ATTRIBUTES,
-        "align_floating_images": False,
-        "remove_classes": False,
-        "capitalize_float_margin": False,
-        "disable_validation": True,
-        "cssutils_logging_level": logging.CRITICAL,
-        "exclude_pseudoclasses": True,
-        "cache_css_parsing": True,
-        "session": _NoNetwork(),
-    }
-    out = str(Premailer(html, **options).transform())
+    out = str(premailer(html, session=_NoNetwork(), **OPTIONS).transform())
     if doctype and not DOCTYPE_RE.match(out):
         out = doctype.group(1) + out
     return out

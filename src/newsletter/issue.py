@@ -20,7 +20,7 @@ import calendar
 import datetime as dt
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,7 +31,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    HttpUrl,
     StrictInt,
     UrlConstraints,
     ValidationError,
@@ -52,6 +51,8 @@ from .issue_yaml import (
     yaml_loader,
 )
 from .issue_yaml import Position as Position
+from .languages import translation_name
+from .picture_src import PictureSrc
 from .yaml_words import yaml_problem
 
 MAX_FILE_BYTES = 10_000_000
@@ -99,7 +100,9 @@ IssueDate = Annotated[dt.date, BeforeValidator(_date_text)]
 class Image(_Model):
     """An article picture; ``alt`` is required because screen readers and blocked images need it."""
 
-    src: HttpUrl = Field(description="https URL of the picture (600 px wide or more looks sharp)")
+    src: PictureSrc = Field(
+        min_length=1, description="https address, or a file beside the issue: 2019-10/market.jpg"
+    )
     alt: str = Field(
         min_length=1, max_length=300, description="what the picture shows, for screen readers"
     )
@@ -109,6 +112,7 @@ class Image(_Model):
 
 
 class Article(_Model):
+    id: str | None = Field(default=None, max_length=80, description="names it in translations")
     title: str = Field(min_length=1, max_length=300)
     summary: str = Field(min_length=1, max_length=MAX_MARKDOWN_CHARS, description="Markdown")
     url: WebUrl = Field(description="link to the full story (https)")
@@ -161,6 +165,11 @@ class Parsed:
     @property
     def issue_id(self) -> str:
         return self.path.stem
+
+    @property
+    def web_path(self) -> str:
+        """Where its browser version is published, under archive.base_url."""
+        return f"{self.issue_id}/"
 
     def where(self, field_path: str) -> Position | None:
         """Position of a field, or of its closest recorded parent."""
@@ -236,7 +245,7 @@ _WHAT = {
     "title": "the article's title",
     "summary": "two or three sentences about the story",
     "url": "the address of the full story",
-    "src": "the https address of the picture",
+    "src": "the picture's https address or file (2019-10/market.jpg)",
     "alt": "what the picture shows",
     "draft": "true or false",
     "greeting": "true or false",
@@ -301,23 +310,29 @@ def _problems_from_validation(exc: ValidationError, located: Parsed) -> list[Pro
     return problems
 
 
-def read_issue(path: Path) -> Located:
+def read_issue(path: Path, raw: bytes | None = None) -> Located:
     """Read and validate an issue file; raise IssueError listing every problem found."""
-    parsed, problems = load_issue(path)
+    parsed, problems = load_issue(path, raw)
     if problems or not isinstance(parsed, Located):
         raise IssueError(problems)
     return parsed
 
 
-def load_issue(path: Path) -> tuple[Parsed | None, list[Problem]]:
+def load_issue(
+    path: Path,
+    raw: bytes | None = None,
+    fill: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> tuple[Parsed | None, list[Problem]]:
     """What could be read of an issue file, and every error found reading it.
 
     The first is a :class:`Located` when the file is valid, a :class:`Parsed` holding the
     fields that were read when some are in error, and None when nothing could be read
-    (a missing file, a YAML syntax error).
+    (a missing file, a YAML syntax error).  `raw` is the file's content when it is not on disk
+    yet (the studio's unsaved form); messages still name `path`.  `fill` completes the values
+    before validation (a translation takes its dates and links from its base issue).
     """
     try:
-        raw = path.read_bytes()
+        raw = path.read_bytes() if raw is None else raw
     except FileNotFoundError:
         return None, [
             Problem(
@@ -398,6 +413,8 @@ def load_issue(path: Path) -> tuple[Parsed | None, list[Problem]]:
             )
         ]
     values = plain(data)
+    if fill is not None:
+        values = fill(values)
     problems = (
         invisible_characters(path, text, clean) if raw_invisible or has_invisible(values) else []
     )
@@ -456,8 +473,16 @@ def issue_file(issues_dir: Path, arg: Path) -> Path:
 
 
 def iter_issue_files(issues_dir: Path) -> Iterator[Path]:
-    """Issue files in publication order (file names are YYYY-MM.yaml)."""
-    yield from sorted(p for p in issues_dir.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+    """Issue files in publication order (file names are YYYY-MM.yaml); the studio's copies of
+    a version that met an edit on disk (YYYY-MM.conflict-….yaml) are not issues, nor are
+    translations (YYYY-MM.es.yaml beside YYYY-MM.yaml: part of their issue)."""
+    yield from sorted(
+        p
+        for p in issues_dir.glob("*.y*ml")
+        if p.suffix in (".yaml", ".yml")
+        and ".conflict-" not in p.stem
+        and translation_name(p) is None
+    )
 
 
 def json_schema() -> dict[str, Any]:

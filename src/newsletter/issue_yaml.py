@@ -34,8 +34,35 @@ class _Constructor(RoundTripConstructor):
 _Constructor.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
 
 
+class _FastDocument(CommentedMap):
+    """An issue read by issue_yaml_fast: its values, with the positions and comments
+    record_positions(), plain() and trailing_comments() would have found in ruamel's."""
+
+    fast_values: dict[str, Any]
+    fast_positions: dict[str, Position]
+    fast_comments: list[Comment]
+
+
+class _IssueYAML(YAML):
+    """ruamel.yaml's round-trip loader, whose load() first tries libyaml (issue_yaml_fast)."""
+
+    def load(self, stream: Any) -> Any:
+        if isinstance(stream, str):
+            from .issue_yaml_fast import fast_read
+
+            found = fast_read(stream, MAX_NODES)
+            if found is not None:
+                values, positions, comments = found
+                doc = _FastDocument(values)
+                doc.fast_values = values
+                doc.fast_positions = positions
+                doc.fast_comments = [Comment(*c) for c in comments]
+                return doc
+        return super().load(stream)
+
+
 def yaml_loader() -> YAML:
-    y = YAML(typ="rt")
+    y = _IssueYAML(typ="rt")
     y.Constructor = _Constructor
     y.allow_duplicate_keys = False
     y.preserve_quotes = True  # a quoted value is a str subclass: see trailing_comments
@@ -59,7 +86,9 @@ def record_positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
     """
     if len(out) > MAX_NODES:
         raise TooManyNodes
-    if isinstance(node, CommentedMap):
+    if isinstance(node, _FastDocument):
+        out.update((f"{prefix}.{k}" if prefix else k, v) for k, v in node.fast_positions.items())
+    elif isinstance(node, CommentedMap):
         for key in node:
             path = f"{prefix}.{key}" if prefix else str(key)
             try:
@@ -81,6 +110,8 @@ def record_positions(node: Any, prefix: str, out: dict[str, Position]) -> None:
 
 def plain(node: Any) -> Any:
     """Plain dicts and lists for pydantic (ruamel's types carry comments and positions)."""
+    if isinstance(node, _FastDocument):
+        node = node.fast_values  # plain already: copied below, as the caller may change it
     if isinstance(node, dict):
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
@@ -110,6 +141,8 @@ def trailing_comments(node: Any, prefix: str = "") -> list[Comment]:
     line is kept there too, but its text then begins with a line break.
     """
     out: list[Comment] = []
+    if isinstance(node, _FastDocument):
+        return [c for c in node.fast_comments if c.field.startswith(prefix)]
     if isinstance(node, CommentedMap):
         for key, value in node.items():
             path = f"{prefix}.{key}" if prefix else str(key)

@@ -177,15 +177,17 @@ class Ledger(BatchRecords):
         send_at: int | None = None,
         force_resend: bool = False,
         audience: Audience | None = None,
+        languages: Sequence[str] = (),
     ) -> int:
         """A new send, ``planned``; with its frozen ``audience`` in the same transaction,
-        so no send ever exists without the people it is for."""
+        so no send ever exists without the people it is for; ``languages``: the versions of
+        the issue it sends."""
         now = _now()
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO sends (issue_id, lists, tags, backend, state, test, force_resend,"
                 " subject, content, send_tz, planned_recipients, send_at, created_at,"
-                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " updated_at, languages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     issue_id,
                     json.dumps(sorted(set(lists))),
@@ -201,6 +203,7 @@ class Ledger(BatchRecords):
                     send_at,
                     now,
                     now,
+                    json.dumps(list(languages)) if languages else None,
                 ),
             )
             send_id = int(cur.lastrowid or 0)
@@ -347,6 +350,7 @@ class Ledger(BatchRecords):
                     recipients_dropped=int(r["r_dropped"] or 0),
                     resent_batches=int(r["n_resent"] or 0),
                     running=running,
+                    languages=tuple(json.loads(r["languages"])) if r["languages"] else (),
                 )
             )
         return out

@@ -20,8 +20,9 @@ from email.utils import format_datetime, make_msgid
 FIRST_NAME_TEXT = "%%first_name%%"
 FIRST_NAME_HTML = "%%first_name_html%%"
 UNSUBSCRIBE_URL = "%%unsubscribe_url%%"  # URL-safe, the same in both parts
+PREFERENCES_URL = "%%preferences_url%%"  # the reader's preferences page (/p/<token>)
 
-ALL_PLACEHOLDERS = (FIRST_NAME_TEXT, FIRST_NAME_HTML, UNSUBSCRIBE_URL)
+ALL_PLACEHOLDERS = (FIRST_NAME_TEXT, FIRST_NAME_HTML, UNSUBSCRIBE_URL, PREFERENCES_URL)
 
 # Greeting fallback when a subscriber has no name, per language.
 NAME_FALLBACK = {"en": "reader", "es": "lector", "fr": "lecteur", "pt": "leitor"}
@@ -31,13 +32,16 @@ def fallback_name(language: str) -> str:
     return NAME_FALLBACK.get(language.split("-")[0].lower(), NAME_FALLBACK["en"])
 
 
-def substitutions(first_name: str | None, unsubscribe_url: str, language: str) -> dict[str, str]:
+def substitutions(
+    first_name: str | None, unsubscribe_url: str, language: str, preferences_url: str = ""
+) -> dict[str, str]:
     """Placeholder -> value for one recipient (the same mapping the provider receives)."""
     name = (first_name or "").strip() or fallback_name(language)
     return {
         FIRST_NAME_TEXT: name,
         FIRST_NAME_HTML: html.escape(name, quote=True),
         UNSUBSCRIBE_URL: unsubscribe_url,
+        PREFERENCES_URL: preferences_url,
     }
 
 

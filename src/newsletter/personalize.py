@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from . import message, tokens
+from . import message
 from .config import (
     SECRET_ENV,
     env_secret,
@@ -22,6 +22,7 @@ from .ledger import (
     RecipientLike,
     RecipientRow,
 )
+from .link_tokens import LinkSigner
 
 if TYPE_CHECKING:
     pass
@@ -65,9 +66,10 @@ def language_query(language: str | None) -> str:
 
 
 class Personalizer:
-    """A subscriber -> their Recipient: unsubscribe URL (HMAC token, and ``?lang=`` with
-    the subscriber's language or else the issue's), placeholder values, List-Unsubscribe
-    headers.  Cheap enough to run for every recipient of every batch.
+    """A subscriber -> their Recipient: unsubscribe and preferences URLs (opaque sealed
+    tokens, :mod:`newsletter.link_tokens`, and ``?lang=`` with the subscriber's language
+    or else the issue's), placeholder values, List-Unsubscribe headers.  Cheap enough to
+    run for every recipient of every batch.
 
     ``test``: a test copy's links carry test tokens, which the server answers with a
     "this is a test copy" page instead of unsubscribing anyone."""
@@ -82,14 +84,14 @@ class Personalizer:
         test: bool = False,
     ) -> None:
         self.keys = list(keys)
-        self.sign = tokens.Signer(self.keys, test=test)
+        self.sign = LinkSigner(self.keys, test=test)
         self.base = unsubscribe_base if unsubscribe_base.endswith("/") else unsubscribe_base + "/"
         self.mailto = mailto
         self.language = language
 
     def url(self, email: str, list_name: str, language: str | None = None) -> str:
         query = language_query(language) or language_query(self.language)
-        return f"{self.base}u/{self.sign(email, list_name)}{query}"
+        return f"{self.base}u/{self.sign.unsubscribe(email, list_name)}{query}"
 
     def __call__(self, s: RecipientLike) -> Recipient:
         return self.batch([s])[0]
@@ -97,7 +99,8 @@ class Personalizer:
     def batch(self, people: Sequence[RecipientLike]) -> list[Recipient]:
         """Many at once: the per-recipient loop is the hot path of a large send."""
         base, language, mailto = self.base + "u/", self.language, self.mailto
-        sign = self.sign
+        prefs = self.base + "p/"
+        sign, sign_prefs = self.sign.unsubscribe, self.sign.preferences
         substitutions = message.substitutions
         headers = message.list_unsubscribe_headers
         fallback = language_query(language)
@@ -109,12 +112,13 @@ class Personalizer:
             if query is None:
                 query = queries[s.language] = language_query(s.language) or fallback
             url = base + sign(email, list_name) + query
+            preferences_url = prefs + sign_prefs(email, list_name) + query
             out.append(
                 Recipient(
                     email,
                     s.name,
                     list_name,
-                    substitutions(s.first_name, url, language),
+                    substitutions(s.first_name, url, language, preferences_url),
                     headers(url, mailto),
                 )
             )

@@ -7,7 +7,6 @@ a resumed send uses the audience its first run recorded.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -18,9 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .addresses import email_key
 from .clock import SYSTEM, Clock
-from .config import (
-    Workspace,
-)
+from .config import Workspace
 from .engine import SendEngine, unknown_batches_error
 from .errors import (
     ConfigError,
@@ -41,6 +38,7 @@ from .ledger import (
 )
 from .list_locks import list_lock
 from .personalize import row_of, unsubscribe_keys
+from .send_languages import Versions, content_digest
 from .snapshot import FrozenAudience, ListCopy, Snapshots
 from .subscribers import describe_path
 from .words import plural
@@ -69,6 +67,7 @@ class SendOptions:
     unknown: UnknownChoice = "ask"
     test_to: list[str] = field(default_factory=list)
     test_names: dict[str, str] = field(default_factory=dict)  # --test-to address -> its name
+    language: str | None = None  # --language: only this version, to its readers
 
 
 @dataclass
@@ -98,10 +97,13 @@ class Plan:
     dev_key: bool = False
     delivers: bool = True  # False: the backend writes files (a dry run then runs it)
     changed: bool = False  # resuming: the issue is not what the send's first batches carried
+    languages: dict[str, int] = field(default_factory=dict)  # recipients per language
+    other_language: int = 0  # --language: readers of the lists who get another version
 
     @property
     def batches(self) -> int:
-        return math.ceil(self.recipients / self.batch_size) + self.repost_batches
+        per = self.languages.values() if self.languages else [self.recipients]  # never mixed
+        return sum(math.ceil(n / self.batch_size) for n in per) + self.repost_batches
 
     @property
     def total_recipients(self) -> int:
@@ -140,10 +142,12 @@ class Planner:
         ledger: Ledger | None = None,
         backend: Backend | None = None,
         clock: Clock = SYSTEM,
+        versions: Versions | None = None,
     ) -> None:
         self.ws = ws
         self.built = built
         self.options = options
+        self.versions = versions or Versions.of(built, only=options.language)  # its languages
         self.backend = backend or open_backend(ws, options.backend)
         # Whatever the backend cannot do (a batch size, --send-at, a sandbox) stops here.
         self.batch_size = check_support(ws, self.backend, send_at=options.send_at, now=clock.now())
@@ -234,7 +238,8 @@ class Planner:
         if opts.test_to:
             plan = self._new_plan(opts.lists[:1] or ["test"], [])
             plan.test = True
-            plan.recipients = len(opts.test_to)
+            plan.recipients = len(opts.test_to) * len(self.versions.builds)  # one per language
+            plan.languages = dict.fromkeys(self.versions.builds, len(opts.test_to))
             plan.first = opts.test_to[:3]
             self._plan = plan
             return plan
@@ -286,6 +291,7 @@ class Planner:
 
     def _refuse_repeat(self, lists: Sequence[str]) -> None:
         earlier = self.ledger.blocking_sends(self.built.issue_id, lists, self.backend.name)
+        earlier = [s for s in earlier if self.versions.overlaps(s.languages)]  # --language
         for s in earlier:
             if s.state in UNFINISHED:
                 raise LedgerError(
@@ -329,7 +335,9 @@ class Planner:
             )
         plan = self._new_plan(list(s.lists), list(s.tags))
         plan.resume = s
-        plan.changed = s.content is not None and s.content != content_digest(self.built)
+        self.versions = self.versions.only(s.languages)  # the versions it was sending
+        digest = content_digest(self.versions.builds.values())
+        plan.changed = s.content is not None and s.content != digest
         if self.options.send_at is not None:
             raise ConfigError(
                 "--send-at cannot be changed when resuming",
@@ -466,12 +474,20 @@ class Planner:
         audience, _ = self._audience(plan)
         exclude = self._exclusion(plan)
         reposting = plan.repost_keys
+        versions = self.versions
+        plan.languages = dict.fromkeys(versions.builds, 0)  # in the order they are sent
+        language_of = versions.language_of if versions.several else None
         for s in audience:
+            lang = language_of(s) if language_of else self.built.language
+            if lang not in versions.builds:  # --language: another version is theirs
+                plan.other_language += 1
+                continue
             if exclude is not None and exclude(s):
                 if not reposting or email_key(s.email) not in reposting:
                     plan.already_sent += 1
                 continue
             plan.recipients += 1
+            plan.languages[lang] = plan.languages.get(lang, 0) + 1
             if len(plan.first) < 3:
                 plan.first.append(s.email)
         a = self._audience_obj
@@ -480,13 +496,3 @@ class Planner:
         plan.suppressed = a.suppressed
         plan.filtered_out = a.filtered_out
         plan.problems = self._problems()
-
-
-def content_digest(built: BuiltIssue) -> str:
-    """SHA-256 of what every recipient of a send gets (subject, HTML, text): recorded with
-    the send, so a resume can tell that the issue was edited meanwhile."""
-    digest = hashlib.sha256()
-    for part in (built.subject, built.html, built.text):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()

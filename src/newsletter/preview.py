@@ -41,6 +41,7 @@ from typing import Any
 from .build import BuiltIssue, compose, preview_eml
 from .config import CONFIG_FILE, Workspace
 from .errors import CheckFailed, ConfigError, HasProblems, InputError, NewsletterError, Problem
+from .issue_pictures import shown_here
 from .message import fill, mime_message
 from .render import Renderer
 
@@ -74,6 +75,9 @@ def watched_files(root: Path, issue_path: Path) -> list[Path]:
     templates = root / "templates"
     if templates.is_dir():
         files.extend(sorted(p for p in templates.rglob("*") if p.is_file()))
+    pictures = issue_path.parent / issue_path.stem  # the issue's own picture files
+    if pictures.is_dir():
+        files.extend(sorted(p for p in pictures.rglob("*") if p.is_file()))
     return files
 
 
@@ -177,7 +181,7 @@ def _reader_eml(ws: Workspace, built: BuiltIssue, reader: Reader, values: dict[s
     return msg.as_bytes(policy=msg.policy.clone(max_line_length=998))
 
 
-def _problems_of(exc: Exception, ws_root: Path) -> list[Problem]:
+def problems_of(exc: Exception, ws_root: Path) -> list[Problem]:
     if isinstance(exc, (InputError, CheckFailed)):
         return list(exc.problems)
     if isinstance(exc, ConfigError):
@@ -243,7 +247,7 @@ class Preview:
         except Exception as exc:  # a preview shows every failure in the page, never crashes
             if not isinstance(exc, NewsletterError):
                 log.exception("preview build failed")
-            problems = _problems_of(exc, self.root)
+            problems = problems_of(exc, self.root)
             last = self._last_good
             if last is None:
                 return Snapshot(version=version, problems=problems)
@@ -260,7 +264,7 @@ class Preview:
             )
         reader = self.reader
         values = built.preview_values(ws) if reader is None else _reader_values(ws, built, reader)
-        html = fill(built.html, values)
+        html = shown_here(fill(built.html, values), ws, built.issue_id)
         snap = Snapshot(
             version=version,
             problems=built.problems,
@@ -268,7 +272,7 @@ class Preview:
             html=html,
             dark_html=force_dark(html),
             text=fill(built.text, values),
-            web_html=built.web_html,
+            web_html=shown_here(built.web_html, ws, built.issue_id),
             eml=preview_eml(ws, built)
             if reader is None
             else _reader_eml(ws, built, reader, values),
@@ -277,7 +281,7 @@ class Preview:
         return snap
 
 
-def _display_path(p: Problem, root: Path) -> str:
+def display_path(p: Problem, root: Path) -> str:
     where = p.location()
     if p.path is not None:
         with contextlib.suppress(ValueError):  # outside the workspace: keep the full path
@@ -311,7 +315,7 @@ def create_app(ws: Workspace, issue_path: Path, reader: Reader | None = None) ->
         problems = [
             {
                 "severity": p.severity,
-                "where": _display_path(p, ws.root),
+                "where": display_path(p, ws.root),
                 "field": p.field,
                 "message": p.message,
                 "hint": p.hint,
@@ -351,6 +355,18 @@ def create_app(ws: Workspace, issue_path: Path, reader: Reader | None = None) ->
     def web_html(request: Request) -> Response:
         return HTMLResponse(_need_build().web_html, headers=no_store)
 
+    def picture(request: Request) -> Response:
+        """The issue's own pictures, not yet published: the views show them from here."""
+        from starlette.exceptions import HTTPException
+
+        built = _need_build().built
+        data = built.pictures.files.get(request.path_params["name"]) if built else None
+        if data is None:
+            raise HTTPException(404, "no such picture in this issue")
+        kind = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+        media = kind.get(request.path_params["name"].rsplit(".", 1)[-1], "application/octet-stream")
+        return Response(data, media_type=media, headers=no_store)
+
     def eml(request: Request) -> Response:
         snap = _need_build()
         assert snap.built is not None
@@ -369,6 +385,7 @@ def create_app(ws: Workspace, issue_path: Path, reader: Reader | None = None) ->
             Route("/email.html", email_html),
             Route("/email.txt", email_txt),
             Route("/web.html", web_html),
+            Route("/images/{name}", picture),
             Route("/preview.eml", eml),
             Route("/version", version),
         ]

@@ -104,6 +104,7 @@ class BatchInfo:
     test: bool
     created_at: str
     finished_at: str | None
+    language: str | None = None  # the issue's language it carries (None: sends before 12)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class SendSummary:
     recipients_dropped: int  # taken out of a batch before its repost: they unsubscribed
     resent_batches: int
     running: bool
+    languages: tuple[str, ...] = ()  # the languages it sends (empty: sends before issue 12)
 
     @property
     def recipients_batched(self) -> int:

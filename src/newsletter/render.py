@@ -17,11 +17,12 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from . import markup
+from . import markup, mjml_fixes
 from .config import Config, Workspace
 from .errors import Problem, TemplateError
 from .issue import Located
-from .message import FIRST_NAME_HTML, FIRST_NAME_TEXT, UNSUBSCRIBE_URL
+from .issue_pictures import IssuePictures, logo_view, picture_view
+from .message import FIRST_NAME_HTML, FIRST_NAME_TEXT, PREFERENCES_URL, UNSUBSCRIBE_URL
 
 EMAIL_TEMPLATE = "email.mjml.j2"
 TEXT_TEMPLATE = "text.txt.j2"
@@ -121,7 +122,11 @@ class Renderer:
                     )
                 ) from None
 
-    def context(self, located: Located, *, web: bool) -> dict[str, Any]:
+    def context(
+        self, located: Located, *, web: bool, pictures: IssuePictures | None = None
+    ) -> dict[str, Any]:
+        """What the theme's templates see; ``pictures``: the issue's own picture files,
+        shown by the address `archive` publishes them at (issue_pictures.py)."""
         issue = located.issue
         cfg = self.config
         lang = issue.language or cfg.language
@@ -145,7 +150,7 @@ class Renderer:
                     "summary": art.summary,
                     "summary_html": Markup(markup.to_html(art.summary)),
                     "url": str(art.url),
-                    "image": art.image,
+                    "image": picture_view(art.image, pictures),
                     "button": art.button,
                     "meta": " · ".join(meta),
                 }
@@ -165,7 +170,7 @@ class Renderer:
                 "postal_address": cfg.organisation.postal_address,
                 "website": website,
                 "website_label": website.split("://", 1)[-1].rstrip("/"),
-                "logo_url": str(cfg.organisation.logo_url) if cfg.organisation.logo_url else None,
+                "logo_url": logo_view(cfg.organisation.logo_url, pictures),
                 "logo_width": cfg.organisation.logo_width,
             },
             "brand": cfg.brand,
@@ -176,12 +181,13 @@ class Renderer:
             "issue_date": str(labels.get("month_year", "{month} {year}")).format(
                 month=months[issue.date.month - 1], year=issue.date.year
             ),
-            "web_url": f"{archive_url.rstrip('/')}/{located.issue_id}/",
+            "web_url": f"{archive_url.rstrip('/')}/{located.web_path}",  # this language's page
             "archive_url": archive_url,
             "why": str(labels.get("why", "")).format(org=cfg.organisation.name),
             "placeholders": {
                 "first_name": FIRST_NAME_HTML,
                 "unsubscribe_url": UNSUBSCRIBE_URL,
+                "preferences_url": PREFERENCES_URL,
             },
         }
 
@@ -239,12 +245,18 @@ class Renderer:
             tb = tb.tb_next
         return found
 
-    def mjml(self, located: Located, *, web: bool = False) -> str:
-        return self._render(EMAIL_TEMPLATE, self.context(located, web=web))
+    def mjml(
+        self, located: Located, *, web: bool = False, pictures: IssuePictures | None = None
+    ) -> str:
+        return self._render(EMAIL_TEMPLATE, self.context(located, web=web, pictures=pictures))
 
-    def text(self, located: Located) -> str:
-        ctx = self.context(located, web=False)
-        ctx["placeholders"] = {"first_name": FIRST_NAME_TEXT, "unsubscribe_url": UNSUBSCRIBE_URL}
+    def text(self, located: Located, pictures: IssuePictures | None = None) -> str:
+        ctx = self.context(located, web=False, pictures=pictures)
+        ctx["placeholders"] = {
+            "first_name": FIRST_NAME_TEXT,
+            "unsubscribe_url": UNSUBSCRIBE_URL,
+            "preferences_url": PREFERENCES_URL,
+        }
         text = self._render(TEXT_TEMPLATE, ctx)
         # Collapse runs of blank lines left by optional blocks; end with one newline.
         lines: list[str] = []
@@ -257,11 +269,16 @@ class Renderer:
 
 
 def compile_mjml(source: str, *, template: Path | None = None) -> str:
-    """MJML -> HTML with mjml-python (MRML, Rust); a parse error names the template."""
+    """MJML -> HTML with mjml-python (MRML, Rust); a parse error names the template.
+
+    :mod:`newsletter.mjml_fixes` corrects, around the compiler, where MRML's HTML differs
+    from the official MJML compiler's (tests/test_mjml_reference.py compares the two).
+    """
     from mjml import mjml2html
 
+    prepared = mjml_fixes.prepare(source)
     try:
-        return str(mjml2html(source, disable_comments=True))
+        compiled = str(mjml2html(prepared.source, disable_comments=True))
     except Exception as exc:  # MRML raises plain exceptions with its parser message
         raise TemplateError(
             Problem(
@@ -271,3 +288,4 @@ def compile_mjml(source: str, *, template: Path | None = None) -> str:
                 code="mjml",
             )
         ) from None
+    return mjml_fixes.finish(compiled, prepared)

@@ -64,8 +64,9 @@ from .ledger import (
     RecipientRow,
 )
 from .personalize import Personalizer
-from .plan import Plan, Planner, content_digest
+from .plan import Plan, Planner
 from .retry import Pacer, RetryPolicy
+from .send_languages import content_digest
 
 if TYPE_CHECKING:
     from .build import BuiltIssue
@@ -159,16 +160,29 @@ class SendSession(Planner):
             self._engine.request_stop()
 
     def _engine_for(
-        self, ledger: Ledger, content: IssueContent, progress: Progress | None
+        self,
+        ledger: Ledger,
+        progress: Progress | None,
+        *,
+        test: bool = False,
+        dry_run: bool = False,
     ) -> SendEngine:
+        """The engine of this send: one content and personalizer per language it sends."""
         cfg = self.ws.config.send
-        personalize = Personalizer(
-            self.keys,
-            str(cfg.unsubscribe_url),
-            cfg.unsubscribe_mailto,
-            self.built.language,
-            test=content.test,
-        )
+        versions = {
+            language: (
+                issue_content(self.ws, built, test=test, dry_run=dry_run),
+                Personalizer(
+                    self.keys,
+                    str(cfg.unsubscribe_url),
+                    cfg.unsubscribe_mailto,
+                    built.language,
+                    test=test,
+                ),
+            )
+            for language, built in self.versions.builds.items()
+        }
+        content, personalize = next(iter(versions.values()))
         rate = self.options.rate if self.options.rate is not None else cfg.rate
         self._engine = SendEngine(
             ledger=ledger,
@@ -180,6 +194,8 @@ class SendSession(Planner):
             pacer=Pacer(rate, self.clock),
             progress=progress,
             clock=self.clock,
+            versions=versions,
+            language_of=self.versions.language_of if self.versions.several else None,
         )
         return self._engine
 
@@ -225,12 +241,13 @@ class SendSession(Planner):
                 self.backend.name,
                 tags=plan.tags,
                 subject=self.built.subject,
-                content=content_digest(self.built),
+                content=content_digest(self.versions.builds.values()),
                 send_tz=opts.timezone if plan.send_at is not None else None,
                 planned_recipients=plan.recipients,
                 send_at=send_at,
                 force_resend=opts.force_resend,
                 audience=self._to_freeze(plan),
+                languages=list(self.versions.builds),
             )
             self._freeze_counts = self._audience_obj.counts()
             self._frozen_send = send_id
@@ -241,7 +258,7 @@ class SendSession(Planner):
                     ledger.transition(send_id, FAILED, note=exc.message)
                     raise
                 ledger.set_schedule(send_id, schedule_id, send_at)
-        engine = self._engine_for(ledger, issue_content(self.ws, self.built), progress)
+        engine = self._engine_for(ledger, progress)
         audience, refresh = self._audience(plan)
         report = engine.run(
             send_id,
@@ -275,15 +292,15 @@ class SendSession(Planner):
                 tags=plan.tags,
                 planned_recipients=plan.recipients,
             )
-            content = issue_content(self.ws, self.built, dry_run=True)
-            engine = self._engine_for(scratch, content, progress)
+            engine = self._engine_for(scratch, progress, dry_run=True)
             audience, refresh = self._audience(plan)
             report = engine.run(send_id, audience, refresh=refresh, exclude=self._exclusion(plan))
         report.message = "dry run: files written, nothing was emailed"
         return report
 
     def _execute_test(self, plan: Plan, progress: Progress | None) -> SendReport:
-        """A test copy: recorded as a test send, never counted as the issue being sent."""
+        """A test copy: recorded as a test send, never counted as the issue being sent; one
+        per address and language (only --language's, if given)."""
         ledger = self.ledger
         send_id = ledger.create_send(
             plan.issue_id,
@@ -296,13 +313,14 @@ class SendSession(Planner):
         list_name = plan.lists[0]
         names = self.options.test_names
         rows = []
-        for email in self.options.test_to:
-            # Named: greeted by their first name.  Unnamed: the preview's sample name,
-            # so the copy shows a greeting as readers will see it, not the fallback.
-            name = names.get(email)
-            first = name.split()[0] if name else PREVIEW_NAME
-            rows.append(RecipientRow(email, name, first, None, list_name))
-        engine = self._engine_for(ledger, issue_content(self.ws, self.built, test=True), progress)
+        for language in self.versions.builds:
+            for email in self.options.test_to:
+                # Named: greeted by their first name.  Unnamed: the preview's sample name,
+                # so the copy shows a greeting as readers will see it, not the fallback.
+                name = names.get(email)
+                first = name.split()[0] if name else PREVIEW_NAME
+                rows.append(RecipientRow(email, name, first, language, list_name))
+        engine = self._engine_for(ledger, progress, test=True)
         return engine.run(send_id, rows)
 
 

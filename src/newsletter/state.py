@@ -148,10 +148,10 @@ def connect(path: Path | str, *, readonly: bool = False) -> Connection:
 
 # --------------------------------------------------------------------------- the schema
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # 2: recipients.dropped, batches.dropped; 3: sends.audience, audience;
 # 4: the events and suppression tables joined the versioned schema;
-# 5: sends.content, sends.send_tz.
+# 5: sends.content, sends.send_tz; 6: batches.language, sends.languages (issue 12).
 
 _LEDGER = """
 CREATE TABLE IF NOT EXISTS sends (
@@ -172,7 +172,8 @@ CREATE TABLE IF NOT EXISTS sends (
     error TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    audience TEXT
+    audience TEXT,
+    languages TEXT
 );
 CREATE INDEX IF NOT EXISTS sends_issue ON sends(issue_id);
 CREATE TABLE IF NOT EXISTS send_log (
@@ -197,6 +198,7 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at TEXT NOT NULL,
     finished_at TEXT,
     dropped INTEGER NOT NULL DEFAULT 0,
+    language TEXT,
     UNIQUE (send_id, seq)
 );
 -- rowid = batch id * ROWS_PER_BATCH_ID + position: a batch's recipients are one range
@@ -304,6 +306,11 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
     4: (
         "ALTER TABLE sends ADD COLUMN content TEXT",
         "ALTER TABLE sends ADD COLUMN send_tz TEXT",
+    ),
+    # A batch carries one language of the issue; a send, the languages it sends (JSON).
+    5: (
+        "ALTER TABLE batches ADD COLUMN language TEXT",
+        "ALTER TABLE sends ADD COLUMN languages TEXT",
     ),
 }
 

@@ -129,18 +129,32 @@ class _MjmlLinter(HTMLParser):
             self._problem(f"</{tag}> closes a tag that is not open")
 
 
+# A template's problems, by its path and text: the theme is the same from build to build
+# (a preview server, the studio), so each template is walked again only when it changed.
+_LINTED: dict[tuple[Path, str], tuple[Problem, ...]] = {}
+_LINTED_MAX = 64
+
+
 def lint_theme(theme_dir: Path) -> list[Problem]:
     """Static MJML checks on every template of the theme (file and line exact)."""
     out: list[Problem] = []
     for path in sorted(theme_dir.glob("*.mjml.j2")):
-        linter = _MjmlLinter(path)
         source = path.read_text("utf-8")
-        # Partials are fragments: pretend they sit where the layout includes them.
-        if path.name.startswith("_"):
-            linter.stack = ["mjml", "mj-body"]
-        linter.feed(
-            re.sub(r"\{#.*?#\}", lambda m: "\n" * m.group(0).count("\n"), source, flags=re.S)
-        )
-        linter.close()
-        out.extend(linter.problems)
+        found = _LINTED.get((path, source))
+        if found is None:
+            found = _lint_template(path, source)
+            if len(_LINTED) >= _LINTED_MAX:
+                _LINTED.clear()
+            _LINTED[(path, source)] = found
+        out.extend(found)
     return out
+
+
+def _lint_template(path: Path, source: str) -> tuple[Problem, ...]:
+    linter = _MjmlLinter(path)
+    # Partials are fragments: pretend they sit where the layout includes them.
+    if path.name.startswith("_"):
+        linter.stack = ["mjml", "mj-body"]
+    linter.feed(re.sub(r"\{#.*?#\}", lambda m: "\n" * m.group(0).count("\n"), source, flags=re.S))
+    linter.close()
+    return tuple(linter.problems)

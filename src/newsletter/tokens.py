@@ -1,4 +1,12 @@
-"""Unsubscribe tokens: HMAC-SHA256 over (list, address), keyed by NEWSLETTER_SECRET.
+"""Unsubscribe tokens as the first sends made them, and the one verifier of every form.
+
+Sends now make opaque, sealed tokens (:mod:`newsletter.link_tokens`), which
+:func:`verify_token` accepts; the signed form below (readable base64 of the list and
+address, plus a MAC) is still verified, so links in issues already sent keep working
+until their key is rotated out.  :func:`make_token` and :class:`Signer` still write that
+form, for tests and tools that check the old links.
+
+The older form: HMAC-SHA256 over (list, address), keyed by NEWSLETTER_SECRET.
 
 The token carries the address and list themselves (base64url) so that the
 one-click endpoint needs no lookup table that could be lost or go stale; the
@@ -27,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import TokenError
+from .link_tokens import UNSUBSCRIBE, is_sealed, open_reader
 
 _SEP = "\n"
 _MAC_BYTES = 32
@@ -94,6 +103,12 @@ def make_token(email: str, list_name: str, keys: Sequence[bytes], *, test: bool 
 def verify_token(token: str, keys: Sequence[bytes]) -> Unsubscribe:
     """Return who the token unsubscribes, or raise TokenError (one message for every failure)."""
     failure = TokenError("unknown or invalid unsubscribe link")
+    if is_sealed(token):  # the opaque form every send makes now (link_tokens.py)
+        try:
+            who = open_reader(UNSUBSCRIBE, token, keys)
+        except TokenError:
+            raise failure from None
+        return Unsubscribe(email=who.email, list_name=who.list_name, test=who.test)
     if len(token) > MAX_TOKEN_CHARS or not _CANONICAL.fullmatch(token):
         raise failure
     body, sig = token.split(".")

@@ -110,6 +110,8 @@ def print_plan(
         names = options.test_names
         shown = [f"{names[e]} <{e}>" if e in names else e for e in options.test_to]
         say(f"  test copy to:  {', '.join(shown)} (subject starts with [TEST])")
+        if session.versions.several:
+            say(f"  languages:     {', '.join(plan.languages)} (one copy of each per address)")
         say(f"  backend:       {plan.destination}")
         return
     if plan.resume is not None:
@@ -145,6 +147,12 @@ def print_plan(
         + (f"   tags: {', '.join(plan.tags)}" if plan.tags else "")
     )
     say(f"  recipients:    {plan.recipients:,}" + (" (not yet sent)" if plan.resume else ""))
+    if session.versions.several:  # a translated issue: who gets which version
+        say(
+            "  languages:     "
+            + ", ".join(f"{lang} {n:,}" for lang, n in plan.languages.items())
+            + (f" ({plan.other_language:,} get another language)" if plan.other_language else "")
+        )
     say(
         f"  excluded:      {plan.invalid:,} invalid, {plan.duplicates:,} duplicate, "
         f"{plan.suppressed:,} suppressed"
@@ -332,6 +340,12 @@ def summary_dict(s: SendSummary, ledger: Ledger) -> dict[str, Any]:
         ],
         "resent_batches": s.resent_batches,
         "error": s.error,
+        "languages": {  # a translated issue: recipients sent and batched per language
+            lang: {"sent": sent, "batched": batched}
+            for lang, (sent, batched) in ledger.language_counts(s.id).items()
+        }
+        if len(s.languages) > 1
+        else {},
     }
 
 
@@ -380,6 +394,13 @@ def print_send(d: dict[str, Any], zone: tzinfo | None, now: float) -> None:
             else ""
         )
     )
+    if d.get("languages"):
+        say(
+            "  languages: "
+            + ", ".join(
+                f"{lang} {n['sent']:,}/{n['batched']:,} sent" for lang, n in d["languages"].items()
+            )
+        )
     if d["resent_batches"]:
         say(
             f"  {plural(d['resent_batches'], 'batch')} "

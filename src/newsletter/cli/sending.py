@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from ..send import SendSession
 
 
+SKIP_IMAGE_CHECK_HELP = "Send even if the issue's own pictures are not at their published address."
+
 # --backend's choices are the registry's names (esp/registry.py), so a new provider needs
 # no change here.  Built at run time; to the type checker it is just a StrEnum.
 if TYPE_CHECKING:
@@ -228,16 +230,27 @@ def send(
             help="Only people on the lists who have not had this issue (added since).",
         ),
     ] = False,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language",
+            metavar="CODE",
+            help="Only this version of a translated issue, to the readers who get it, e.g. es.",
+        ),
+    ] = None,
+    skip_image_check: Annotated[
+        bool, typer.Option("--skip-image-check", help=SKIP_IMAGE_CHECK_HELP)
+    ] = False,
 ) -> None:
     """Send an issue to subscriber lists, or a test copy.
 
     Shows the plan (who, how many, which backend), asks, then sends in batches of up
     to 1,000; Ctrl-C pauses, --resume continues.
     """
-    from ..build import build_issue
     from ..plan import SendOptions
     from ..schedule import parse_send_at
     from ..send import SendSession, parse_test_addresses
+    from ..send_languages import build_versions
 
     if resend_unknown and skip_unknown:
         raise typer.BadParameter("choose one of --resend-unknown and --skip-unknown")
@@ -256,7 +269,9 @@ def send(
     copies = parse_test_addresses(test_to) if test_to is not None else []
     when_ = parse_send_at(send_at, timezone=zone_name) if send_at else None
     try:
-        built = build_issue(ws, source)
+        # The issue and its translations; test copies and dry runs may show an unfinished one.
+        versions = build_versions(ws, source, language, finished=not (test_to or dry_run))
+        built = versions.base
     except CheckFailed as exc:
         raise typer.Exit(refused(ws, source, exc.problems)) from None
     except IssueError as exc:  # unreadable: still report everything that can be checked
@@ -279,9 +294,14 @@ def send(
         unknown="resend" if resend_unknown else "skip" if skip_unknown else "ask",
         test_to=[email for email, _ in copies],
         test_names={email: name for email, name in copies if name},
+        language=language,
     )
-    session = SendSession(ws, built, options)
+    session = SendSession(ws, built, options, versions=versions)
     try:
+        if not (skip_image_check or dry_run) and session.backend.capabilities.delivers:
+            from ..sent_pictures import refuse_unpublished
+
+            refuse_unpublished(versions.builds.values())  # the email shows them from there
         code = _run_session(session, ws, options, yes=yes, zone=zone)
     except InputError as exc:  # a list that cannot be read: each problem with its level
         for p in exc.problems:

@@ -10,7 +10,7 @@ import errno
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,6 +50,20 @@ def _url(host: str, port: int) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}/"
+
+
+def serve_until_stopped(web_app: Any, sock: socket.socket) -> None:
+    """Serve a local page on an already bound socket until Ctrl+C (preview, studio)."""
+    import uvicorn
+
+    config = uvicorn.Config(web_app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 @app.command(cls=PlainHelp)
@@ -104,7 +118,6 @@ def preview(
     Desktop, phone, dark mode and plain text side by side, with a sample reader (or
     the subscriber given with --as); the page reloads as you edit.
     """
-    import uvicorn
 
     from ..preview import check_issue_path, create_app, find_reader
 
@@ -138,14 +151,7 @@ def preview(
         import webbrowser
 
         webbrowser.open(url)
-    config = uvicorn.Config(web_app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
+    serve_until_stopped(web_app, sock)
     console.print("preview stopped", markup=False)
 
 

@@ -1,6 +1,8 @@
 """`newsletter serve`: one small ASGI app that handles what comes back after a send.
 
 * ``GET/POST /u/{token}``  the unsubscribe page and RFC 8058 one-click (:mod:`.unsubscribe`);
+* ``GET/POST /subscribe``, ``/confirm/{token}``  sign-up with double opt-in (:mod:`.signup`);
+* ``GET/POST /p/{token}``  the reader's preferences page (:mod:`.preferences`);
 * ``POST /webhooks/<provider>``  each provider's signed event webhook, one route per
   adapter in ``esp.registry.WEBHOOKS`` (:mod:`.webhooks`, :mod:`newsletter.esp.webhooks`);
 * ``GET /archive/…``  the static archive, if `newsletter archive` built it (:mod:`.archive`);

@@ -34,6 +34,9 @@ from .context import ServerContext, context
 from .keeper import RetryPending, SuppressionKeeper
 from .logs import client, log, mask_tokens
 from .pages import Pages, language
+from .preferences import preferences_page, preferences_post
+from .readers import Readers
+from .signup import confirm_page, confirm_post, subscribe_page, subscribe_post
 from .unsubscribe import unsubscribe_page, unsubscribe_post
 from .webhooks import receive_webhook
 
@@ -175,10 +178,17 @@ def create_app(ws: Workspace, keys: Sequence[bytes] | None = None) -> Starlette:
         webhooks=webhooks,
         max_body=ws.config.server.max_body_bytes,
         body_seconds=ws.config.server.request_timeout,
+        readers=Readers.load(ws, keys, pages),
     )
     routes: list[BaseRoute] = [
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe_post, methods=["POST"]),
+        Route("/p/{token}", preferences_page, methods=["GET"]),
+        Route("/p/{token}", preferences_post, methods=["POST"]),
+        Route("/subscribe", subscribe_page, methods=["GET"]),
+        Route("/subscribe", subscribe_post, methods=["POST"]),
+        Route("/confirm/{token}", confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", confirm_post, methods=["POST"]),
         *(
             Route(
                 f"/webhooks/{provider}",

@@ -78,24 +78,31 @@ def form_fields(content_type: str | None, body: bytes) -> dict[str, str]:
 
     Anything else is read as urlencoded: some one-click senders set no Content-Type.
     """
+    return {name: values[0] for name, values in form_values(content_type, body, 20).items()}
+
+
+def form_values(content_type: str | None, body: bytes, limit: int = 50) -> dict[str, list[str]]:
+    """Every value of each field (checkboxes sharing a name), at most ``limit`` fields."""
     ctype = (content_type or "").strip()
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
     if ctype.lower().startswith("multipart/form-data"):
         message = BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: " + ctype.encode("latin-1", "replace") + b"\r\n\r\n" + body
         )
         if not message.is_multipart():
             return out
-        for part in list(message.iter_parts())[:20]:
+        for part in list(message.iter_parts())[:limit]:
             name = part.get_param("name", header="content-disposition")
             value = part.get_payload(decode=True)
             if isinstance(name, str) and isinstance(value, bytes):
-                out.setdefault(name.strip().lower(), value.decode("utf-8", "replace").strip())
+                out.setdefault(name.strip().lower(), []).append(
+                    value.decode("utf-8", "replace").strip()
+                )
         return out
     try:
-        pairs = parse_qsl(body.decode("utf-8", "replace"), max_num_fields=20)
+        pairs = parse_qsl(body.decode("utf-8", "replace"), max_num_fields=limit)
     except ValueError:  # too many fields
         return out
     for name, value in pairs:
-        out.setdefault(name.strip().lower(), value.strip())
+        out.setdefault(name.strip().lower(), []).append(value.strip())
     return out

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from ..esp.webhooks import WebhookAdapter
 from .keeper import SuppressionKeeper
 from .pages import Pages
+from .readers import Readers
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ServerContext:
     webhooks: Mapping[str, WebhookAdapter]  # provider -> adapter, one route each
     max_body: int  # server.max_body_bytes, for webhook batches
     body_seconds: float  # server.request_timeout, for every body
+    readers: Readers | None = None  # sign-up and preferences (.readers)
 
     @property
     def webhook_keys(self) -> bool:

@@ -83,6 +83,12 @@ class SuppressionKeeper:
             finally:
                 self._known_lock.release()
 
+    def forget_known(self) -> None:
+        """Start the cache again after a suppression was lifted (a confirmed sign-up): it
+        only ever adds addresses, and must not answer "already suppressed" for this one."""
+        with self._known_lock:
+            self.known = SuppressionList(self.ws.suppressions_path, strict=False, pending_db=None)
+
     def merge_due(self) -> bool:
         """Whether a merge should run now: cheap (a stat at most), so every request asks."""
         if not self._maybe_pending:

@@ -16,12 +16,13 @@ from starlette.requests import Request
 
 log = logging.getLogger("newsletter.server")
 
-_TOKEN_IN_PATH = re.compile(r"/u/[^/?#\s\"'<>]+")
+_TOKEN_IN_PATH = re.compile(r"/(u|p|confirm)/[^/?#\s\"'<>]+")
 
 
 def mask_tokens(text: str) -> str:
-    """``/u/<token>`` for every unsubscribe token in a text (a token is the address)."""
-    return _TOKEN_IN_PATH.sub("/u/<token>", text)
+    """``/u/<token>`` for every link token in a text (unsubscribe, preferences, confirm):
+    an older unsubscribe token is the address, and no token belongs in a log."""
+    return _TOKEN_IN_PATH.sub(lambda m: f"/{m.group(1)}/<token>", text)
 
 
 class TokenMask(logging.Filter):

@@ -1,5 +1,6 @@
-"""The unsubscribe pages: confirm, done, not found, error and test copy (a link from a
-``--test-to`` copy, which unsubscribes nobody), in the reader's language.
+"""The reader's pages, in their language: unsubscribe (confirm, done, not found, error and
+test copy: a link from a ``--test-to`` copy, which unsubscribes nobody), sign-up and
+preferences (:data:`READER_PAGES`).
 
 Templates and their words live in the workspace (``templates/pages/``, words per
 language in ``labels.toml``) so that staff can change them; they are checked when
@@ -43,6 +44,18 @@ PAGE_HEADERS = {
 }
 
 PAGES = ("confirm.html", "done.html", "not_found.html", "error.html", "test_copy.html")
+# Sign-up and preferences pages (server/signup.py, server/preferences.py).
+READER_PAGES = (
+    "subscribe.html",
+    "subscribe_sent.html",
+    "signup_confirm.html",
+    "signup_done.html",
+    "signup_review.html",
+    "link_invalid.html",
+    "preferences.html",
+    "preferences_saved.html",
+    "too_many.html",
+)
 
 # A workspace made before test copies had their own page still serves them: these are
 # used when its templates/pages/ lacks the page or its words.
@@ -121,7 +134,7 @@ class Pages:
         }
         default = cfg.language.split("-")[0].lower()
         pages = cls(env, labels, default if default in labels else next(iter(labels)), common)
-        for name in PAGES:
+        for name in (*PAGES, *READER_PAGES):
             try:
                 env.get_template(name)
             except TemplateError as exc:
@@ -154,7 +167,17 @@ class Pages:
                     return code
         return self.default_language
 
-    def render(self, name: str, lang: str, *, email: str = "", status: int = 200) -> HTMLResponse:
+    def render(
+        self,
+        name: str,
+        lang: str,
+        *,
+        email: str = "",
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> HTMLResponse:
+        """The page ``name`` in ``lang``; ``extra``: more values for its template."""
         words = self.labels[lang]
         values = {"org": self.common["org"], "website": self.common["website"], "email": email}
         t: dict[str, str] = {}
@@ -176,8 +199,10 @@ class Pages:
             title=t.get(name.removesuffix(".html") + "_title", self.common["org"]),
             email=email,
             other_languages=others,
+            languages=[(code, w.get("language_name", code)) for code, w in self.labels.items()],
+            **extra,
         )
-        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+        return HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
 
 
 def language(pages: Pages, request: Request, form_lang: str | None = None) -> str:

@@ -42,19 +42,20 @@ def _token_of(ctx: ServerContext, request: Request) -> Unsubscribe | None:
         return None
 
 
-def one_click(keeper: SuppressionKeeper, who: Unsubscribe) -> bool:
-    """Record an unsubscribe; True if the address was not already suppressed."""
+def one_click(keeper: SuppressionKeeper, who: Unsubscribe, source: str = ONE_CLICK_SOURCE) -> bool:
+    """Record an unsubscribe; True if the address was not already suppressed.
+    ``source``: "one-click", or "preferences" ("leave everything" on /p/)."""
     email = suppression_key(who.email)
     event = Event(
-        event_id=f"one-click:{who.list_name}:{email}",
-        provider=ONE_CLICK_SOURCE,
+        event_id=f"{source}:{who.list_name}:{email}",
+        provider=source,
         kind="unsubscribe",
         email=email,
         at=int(time.time()),
         list_name=who.list_name,
         raw=json.dumps({"list": who.list_name, "email": email}),
     )
-    return keeper.add_unsubscribe(event, who.email, ONE_CLICK_SOURCE)
+    return keeper.add_unsubscribe(event, who.email, source)
 
 
 async def unsubscribe_page(request: Request) -> Response:
