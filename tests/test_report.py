@@ -199,3 +199,16 @@ def test_one_click_unsubscribes_of_idn_addresses_are_counted(cli: Any, workspace
     assert result.code == 0, result.err
     data = json.loads(result.out)
     assert (data["delivered"], data["unsubscribes"]) == (3, 3)  # each person once
+
+
+def test_confirmation_emails_are_never_taken_for_the_latest_issue(
+    cli: Any, workspace: Path
+) -> None:
+    later = [
+        ev(900 + i, "delivered", f"new{i}@example.org", minutes=600, issue_id="confirmations")
+        for i in range(3)
+    ]
+    _record(workspace, [*story(), *later], sent=10)
+    table = cli("report", "--format", "json", env=TEST_ENV)  # default: the latest issue
+    assert table.code == 0, table.err
+    assert json.loads(table.out)["issue_id"] == "2019-09"

@@ -72,6 +72,12 @@ def images_url(ws: Workspace, issue_id: str) -> str:
     return f"{base}/{issue_id}/{IMAGES_FOLDER}/"
 
 
+def media_type(name: str) -> str:
+    """The Content-Type of a prepared picture, by the extension `pictures` gave it."""
+    kind = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+    return kind.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+
 def shown_here(html: str, ws: Workspace, issue_id: str, prefix: str = "/images/") -> str:
     """The HTML with the issue's pictures taken from `prefix` (the preview's own server)
     instead of their published address, where they are not yet before `archive`."""

@@ -29,6 +29,13 @@ TAG_HEX_CHARS = 10
 _PURPOSE = b"newsletter log address tag v1"
 
 
+def masked(email: str) -> str:
+    """``a•••@example.org``: enough for readers to know which address, not to copy it (the
+    pages a link opens may be seen by someone the email was forwarded to)."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
 def tag_key(secrets: Sequence[bytes]) -> bytes:
     """The tag key derived from the newest NEWSLETTER_SECRET key (never the key itself)."""
     return hmac.new(secrets[0], _PURPOSE, hashlib.sha256).digest()

@@ -41,7 +41,7 @@ from typing import Any
 from .build import BuiltIssue, compose, preview_eml
 from .config import CONFIG_FILE, Workspace
 from .errors import CheckFailed, ConfigError, HasProblems, InputError, NewsletterError, Problem
-from .issue_pictures import shown_here
+from .issue_pictures import media_type, shown_here
 from .message import fill, mime_message
 from .render import Renderer
 
@@ -363,8 +363,7 @@ def create_app(ws: Workspace, issue_path: Path, reader: Reader | None = None) ->
         data = built.pictures.files.get(request.path_params["name"]) if built else None
         if data is None:
             raise HTTPException(404, "no such picture in this issue")
-        kind = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
-        media = kind.get(request.path_params["name"].rsplit(".", 1)[-1], "application/octet-stream")
+        media = media_type(request.path_params["name"])
         return Response(data, media_type=media, headers=no_store)
 
     def eml(request: Request) -> Response:

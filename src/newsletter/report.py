@@ -255,7 +255,10 @@ def build_report(ws: Workspace, issue_id: str | None = None) -> IssueReport:
     """The report of one issue (default: the one with the latest events)."""
     store = EventStore(ws.state_db)
     try:
-        known = store.issues() if ws.state_db.exists() else []
+        from .signup_settings import CONFIRMATIONS
+
+        # Confirmation emails are not an issue: never the default, reported only by name.
+        known = [i for i in (store.issues() if ws.state_db.exists() else []) if i != CONFIRMATIONS]
         if issue_id is None:
             if not known:
                 raise NewsletterError(

@@ -26,6 +26,10 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+# The "issue" confirmation emails belong to (outbox folder, provider category): not an issue,
+# so `report` never picks it as the latest one.
+CONFIRMATIONS = "confirmations"
+
 _LIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,39}")

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Workspace
 from .errors import CheckFailed, NewsletterError
+from .issue_pictures import media_type
 from .studio import Conflict, Studio
 from .studio_yaml import NotAForm
 
@@ -236,9 +237,7 @@ def create_studio_app(ws: Workspace, issue_path: Path | None, token: str) -> Sta
         data = studio.pictures.get(name)
         if data is None:
             return Response("no such picture in this issue\n", 404, media_type="text/plain")
-        kind = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
-        media = kind.get(name.rsplit(".", 1)[-1], "application/octet-stream")
-        return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
+        return Response(data, media_type=media_type(name), headers={"Cache-Control": "no-store"})
 
     async def add_picture(request: Request) -> Response:
         """A picture picked in the page: the raw file, its name in X-File-Name (%-encoded)."""

@@ -18,6 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from ..errors import NewsletterError, TokenError
 from ..link_tokens import PREFERENCES, Reader, clean_field, open_reader
 from ..list_writes import Membership, change_member, memberships
+from ..logmask import masked
 from ..signup_store import LEFT
 from ..signup_store import PREFERENCES as CHANGED
 from ..tokens import Unsubscribe
@@ -25,7 +26,7 @@ from .bodies import CLOSE, BodyTooLarge, form_values, read_body
 from .context import ServerContext, context
 from .logs import client, log
 from .pages import language
-from .readers import Readers, masked
+from .readers import Readers
 from .unsubscribe import one_click
 
 FORM_MAX_BYTES = 16_384

@@ -58,12 +58,6 @@ class Readers:
         )
 
 
-def masked(email: str) -> str:
-    """``a•••@example.org``: enough for readers to know which address, not to copy it."""
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}•••@{domain}"
-
-
 def suppressions_of(ws: Workspace, email: str) -> list[Suppression]:
     """The address's suppressions: file rows (read leniently) and the database's copy."""
     key = suppression_key(email)

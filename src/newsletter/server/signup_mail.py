@@ -16,9 +16,8 @@ import time
 
 from ..config import Workspace
 from ..esp.base import Backend, Batch, IssueContent, Recipient
+from ..signup_settings import CONFIRMATIONS  # the "issue" these messages belong to
 from .pages import Pages
-
-CONFIRMATIONS = "confirmations"  # the "issue" these messages belong to (outbox folder, category)
 
 
 class ConfirmationMailer:

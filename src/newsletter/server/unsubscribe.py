@@ -24,6 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from ..addresses import suppression_key
 from ..errors import NewsletterError, TokenError
 from ..events import Event
+from ..logmask import masked
 from ..tokens import Unsubscribe, verify_token
 from .bodies import CLOSE, BodyTooLarge, form_fields, read_body
 from .context import ServerContext, context
@@ -67,8 +68,8 @@ async def unsubscribe_page(request: Request) -> Response:
         return ctx.pages.render("not_found.html", lang, status=404)
     if who.test:
         log.info("unsubscribe page: test copy link, nothing to do")
-        return ctx.pages.render("test_copy.html", lang, email=who.email)
-    return ctx.pages.render("confirm.html", lang, email=who.email)
+        return ctx.pages.render("test_copy.html", lang, email=masked(who.email))
+    return ctx.pages.render("confirm.html", lang, email=masked(who.email))
 
 
 async def unsubscribe_post(request: Request) -> Response:
@@ -81,7 +82,7 @@ async def unsubscribe_post(request: Request) -> Response:
     if who.test:  # a test copy's link: say so, record nothing (not even a one-click POST)
         log.info("unsubscribe: test copy link from %s, nothing recorded", client(request))
         lang = language(pages, request)
-        return pages.render("test_copy.html", lang, email=who.email)
+        return pages.render("test_copy.html", lang, email=masked(who.email))
     try:
         body = await read_body(request, FORM_MAX_BYTES, ctx.body_seconds)
     except BodyTooLarge:
@@ -93,7 +94,7 @@ async def unsubscribe_post(request: Request) -> Response:
         # RFC 8058: only this body unsubscribes.  A person who got here some other
         # way sees the page with the button that sends it.
         log.info("unsubscribe: 400 no List-Unsubscribe=One-Click from %s", client(request))
-        return pages.render("confirm.html", lang, email=who.email, status=400)
+        return pages.render("confirm.html", lang, email=masked(who.email), status=400)
     try:
         added = await run_in_threadpool(one_click, ctx.keeper, who)
     except (NewsletterError, OSError) as exc:
@@ -109,4 +110,4 @@ async def unsubscribe_post(request: Request) -> Response:
         who.list_name,
         "new" if added else "already suppressed",
     )
-    return pages.render("done.html", lang, email=who.email)
+    return pages.render("done.html", lang, email=masked(who.email))
