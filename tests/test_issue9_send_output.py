@@ -173,7 +173,24 @@ def test_one_recipient_is_one_recipient_everywhere(cli: Cli, workspace: Path) ->
 HELP_NOISE = ("<list[str]>", "<float range>", "<int range>", "x>=", "<=x<=", "<str>", "<path>")
 
 
-@pytest.mark.parametrize("command", ["send", "status", "cancel", "preview", "serve", "report"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "send",
+        "status",
+        "cancel",
+        "preview",
+        "serve",
+        "report",
+        "studio",
+        "translate",
+        "signup-form",
+        "new",
+        "check",
+        "build",
+        "archive",
+    ],
+)
 def test_help_texts_have_no_type_names_and_nothing_cut_short(
     command: str, sample_workspace: Path
 ) -> None:

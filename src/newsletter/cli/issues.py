@@ -271,9 +271,9 @@ def translate(
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Start a translation of an issue: issues/YYYY-MM.fr.yaml beside issues/YYYY-MM.yaml.
+    """Start a translation of an issue in another language.
 
-    Every text is copied from the issue and marked `# todo: translate`; `check` lists what
+    Writes issues/YYYY-MM.fr.yaml beside issues/YYYY-MM.yaml. Every text is copied from the issue and marked `# todo: translate`; `check` lists what
     is still marked. Dates, links and pictures are taken from the issue.
     """
     from ..languages import translation_name
