@@ -199,3 +199,43 @@ def test_a_file_the_form_cannot_show_is_refused() -> None:
         form_of("subject: x\n  bad: indentation\n")
     with pytest.raises(NotAForm):
         form_of("- just\n- a list\n")
+
+
+def test_a_text_changed_in_the_form_loses_its_translation_mark(tmp_path: Path) -> None:
+    """A translator cannot delete a comment in the form: changing the text is translating it."""
+    text = (
+        "language: es\n"
+        'subject: "Our news"   # todo: translate\n'
+        'preheader: "Inside"   # todo: translate\n'
+        "\n"
+        "intro: |   # todo: translate\n"
+        "  Welcome.\n"
+        "articles:\n"
+        '  - title: "First"   # todo: translate\n'
+        "    summary: |   # todo: translate\n"
+        "      One.\n"
+    )
+    form = form_of(text)
+    form["subject"] = "Nuestras noticias"
+    form["intro"] = "Bienvenidos.\n"
+    form["articles"][0]["summary"] = "Uno.\n"
+    after = apply_form(text, form)
+    assert after == (
+        "language: es\n"
+        'subject: "Nuestras noticias"\n'
+        'preheader: "Inside"   # todo: translate\n'  # not changed: still to translate
+        "\n"
+        "intro: |\n"
+        "  Bienvenidos.\n"
+        "articles:\n"
+        '  - title: "First"   # todo: translate\n'
+        "    summary: |\n"
+        "      Uno.\n"
+    )
+
+
+def test_dropping_a_mark_keeps_the_blank_line_after_it() -> None:
+    text = 'subject: "A"   # todo: translate\n\n# Articles below\narticles: []\n'
+    form = form_of(text)
+    form["subject"] = "B"
+    assert apply_form(text, form) == 'subject: "B"\n\n# Articles below\narticles: []\n'

@@ -35,6 +35,8 @@ from ruamel.yaml.scalarstring import (
 )
 from ruamel.yaml.util import load_yaml_guess_indent
 
+from .translation_checks import TODO  # the mark `newsletter translate` puts on each text
+
 TEXT_FIELDS = ("subject", "preheader", "date", "number", "language", "intro", "closing")
 FLAGS = {"greeting": True, "draft": False}  # the form's booleans, with their defaults
 ARTICLE_FIELDS = ("title", "summary", "url", "category", "location", "date", "button")
@@ -180,8 +182,26 @@ def _set(data: CommentedMap, name: str, value: str, *, markdown: bool = False) -
     new = _styled(old, _typed(name, value), markdown)
     if name in data:
         data[name] = new
+        _drop_todo(data, name)
     else:
         _insert(data, name, new)
+
+
+def _drop_todo(data: CommentedMap, name: str) -> None:
+    """A text changed in the form is a text translated: its `# todo: translate` mark goes
+    (in a text editor the translator deletes it; the form has no comments to delete)."""
+    entry = data.ca.items.get(name)
+    if not entry:
+        return
+    token = entry[2] if len(entry) > 2 else None
+    if token is not None and TODO.match(token.value.lstrip()):
+        rest = token.value.split("\n", 1)[1] if "\n" in token.value else ""
+        if rest:  # blank lines or comment lines after it stay
+            token.value, token.column = "\n" + rest, 0
+        else:
+            entry[2] = None
+    if len(entry) > 3 and isinstance(entry[3], list):  # after a block scalar's `|`
+        entry[3] = [c for c in entry[3] if not TODO.match(str(c).lstrip())] or None
 
 
 def _insert(data: CommentedMap, name: str, value: Any) -> None:
